@@ -1,0 +1,335 @@
+//! The oqsdns configuration: the TOML schema, the guide's area presets and validation.
+//!
+//! [`Config::from_toml`] parses and validates a string; [`Config::load`] reads a file and names it
+//! in every error. Syntax and value errors keep the TOML parser's line and column. No I/O beyond
+//! reading the file happens here: `"system"` and `"local"` are resolved by the daemon.
+
+mod preset;
+mod values;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use preset::{Route, RouteOrigin};
+pub use values::{AllowEntry, DefaultServer, Domain, HumanDuration, ServerAddr, DNS_PORT};
+
+/// Which of the guide's per-domain tables the daemon adds to the configured routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Area {
+    /// NTT East (東日本): NGN DNS for flets-east.jp and the East NW-base DNS.
+    East,
+    /// NTT West (西日本): NGN DNS for flets-west.jp and the West NW-base DNS.
+    West,
+    /// No built-in table: only the configured routes.
+    #[default]
+    None,
+}
+
+impl std::str::FromStr for Area {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "east" => Ok(Self::East),
+            "west" => Ok(Self::West),
+            "none" => Ok(Self::None),
+            _ => Err(format!("{s:?} is not an area; expected east, west or none")),
+        }
+    }
+}
+
+impl fmt::Display for Area {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::East => "east",
+            Self::West => "west",
+            Self::None => "none",
+        })
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The guide's table to add: east, west or none.
+    #[serde(default)]
+    pub area: Area,
+    /// Where the daemon listens and whom it serves.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where names outside every route go.
+    #[serde(default)]
+    pub forward: ForwardConfig,
+    /// Routes added to the area's table; a route for one of its domains replaces that entry.
+    #[serde(default, rename = "route", skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`: listeners, access control and limits.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Addresses to serve UDP and TCP on.
+    #[serde(default = "default_listen", deserialize_with = "values::non_empty")]
+    pub listen: Vec<ServerAddr>,
+    /// Clients allowed to query; everyone else gets REFUSED.
+    #[serde(default = "default_allow")]
+    pub allow: Vec<AllowEntry>,
+    /// Queries being answered at once; past it new queries get REFUSED.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: usize,
+    /// Open TCP client connections; past it new connections are closed at once.
+    #[serde(default = "default_tcp_connections")]
+    pub tcp_connections: usize,
+    /// A TCP client connection with no query for this long is closed.
+    #[serde(default = "default_tcp_idle_timeout")]
+    pub tcp_idle_timeout: HumanDuration,
+    /// Largest UDP answer sent to a client, whatever EDNS size it offers (512 to 4096).
+    #[serde(default = "default_udp_payload")]
+    pub udp_payload: u16,
+}
+
+/// `[forward]`: the default route and the upstream timeout.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// Servers for names outside every route, tried in order.
+    #[serde(default = "default_forward", deserialize_with = "values::non_empty")]
+    pub default: Vec<DefaultServer>,
+    /// How long one try waits before the next server is tried.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+}
+
+/// `[[route]]`: a set of domains and the servers that answer for them.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// A name for logs and status; defaults to the first domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The domains (and every name under them) that this route answers.
+    #[serde(deserialize_with = "values::non_empty")]
+    pub domains: Vec<Domain>,
+    /// The servers, in order of preference: primary first, then alternates.
+    #[serde(deserialize_with = "values::non_empty")]
+    pub servers: Vec<ServerAddr>,
+}
+
+fn default_listen() -> Vec<ServerAddr> {
+    ["[::]:53", "0.0.0.0:53"]
+        .iter()
+        .map(|s| s.parse().expect("built-in address"))
+        .collect()
+}
+
+fn default_allow() -> Vec<AllowEntry> {
+    [
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+        "local",
+    ]
+    .iter()
+    .map(|s| s.parse().expect("built-in network"))
+    .collect()
+}
+
+fn default_max_inflight() -> usize {
+    1024
+}
+
+fn default_tcp_connections() -> usize {
+    256
+}
+
+fn default_tcp_idle_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+fn default_udp_payload() -> u16 {
+    1232
+}
+
+fn default_forward() -> Vec<DefaultServer> {
+    vec![DefaultServer::System]
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            allow: default_allow(),
+            max_inflight: default_max_inflight(),
+            tcp_connections: default_tcp_connections(),
+            tcp_idle_timeout: default_tcp_idle_timeout(),
+            udp_payload: default_udp_payload(),
+        }
+    }
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        Self {
+            default: default_forward(),
+            timeout: default_timeout(),
+        }
+    }
+}
+
+impl Default for Config {
+    /// The built-in configuration used when no file is given.
+    fn default() -> Self {
+        Self {
+            area: Area::default(),
+            server: ServerConfig::default(),
+            forward: ForwardConfig::default(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// Why a configuration was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key, or a value of the wrong form; the message has line and column.
+    #[error("{}{source}", origin_prefix(path))]
+    Parse {
+        /// The file, when there is one.
+        path: Option<PathBuf>,
+        /// The parser's error, with its position.
+        source: toml::de::Error,
+    },
+    /// The values parse but do not make a working configuration.
+    #[error("{}{message}", origin_prefix(path))]
+    Invalid {
+        /// The file, when there is one.
+        path: Option<PathBuf>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn origin_prefix(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!("{}: ", p.display()))
+        .unwrap_or_default()
+}
+
+impl ConfigError {
+    fn with_path(self, file: &Path) -> Self {
+        let path = Some(file.to_path_buf());
+        match self {
+            Self::Parse { source, .. } => Self::Parse { path, source },
+            Self::Invalid { message, .. } => Self::Invalid { path, message },
+            other => other,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration from TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self =
+            toml::from_str(text).map_err(|source| ConfigError::Parse { path: None, source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| e.with_path(path))
+    }
+
+    /// Checks what the schema alone cannot: duplicates, ranges, an empty allow list.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| {
+            Err(ConfigError::Invalid {
+                path: None,
+                message,
+            })
+        };
+        if self.server.listen.is_empty() {
+            return invalid("server.listen is empty; expected at least one address".into());
+        }
+        for (i, addr) in self.server.listen.iter().enumerate() {
+            if self.server.listen[..i].contains(addr) {
+                return invalid(format!("server.listen has {addr} twice"));
+            }
+        }
+        if self.server.allow.is_empty() {
+            return invalid("server.allow is empty: no client could be served".into());
+        }
+        if self.server.max_inflight == 0 || self.server.tcp_connections == 0 {
+            return invalid(
+                "server.max_inflight and server.tcp_connections must be at least 1".into(),
+            );
+        }
+        if !(512..=4096).contains(&self.server.udp_payload) {
+            return invalid(format!(
+                "server.udp_payload is {}; expected 512 to 4096",
+                self.server.udp_payload
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for route in &self.routes {
+            for domain in &route.domains {
+                if !seen.insert(domain) {
+                    return invalid(format!("domain {domain} is in more than one [[route]]"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective routing table: the area's preset with the configured routes applied.
+    pub fn routes_effective(&self) -> Vec<Route> {
+        preset::effective_routes(self.area, &self.routes)
+    }
+
+    /// The effective configuration as TOML: the area's table expanded into `[[route]]` entries.
+    ///
+    /// The output loads back into an equivalent configuration.
+    pub fn to_effective_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.routes = self
+            .routes_effective()
+            .into_iter()
+            .map(|r| RouteConfig {
+                name: Some(r.name),
+                domains: r.domains,
+                servers: r.servers,
+            })
+            .collect();
+        let header = format!(
+            "# effective configuration; area {} expanded into its [[route]] entries\n",
+            self.area
+        );
+        header + &toml::to_string(&shown).expect("configuration serializes")
+    }
+}

@@ -1,0 +1,266 @@
+//! Scalar values of the configuration file: addresses, domain names, durations, allow entries.
+//!
+//! Each type parses from the string a user writes and prints back the same way, so that
+//! `config show` output is itself a valid configuration file.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+/// Implements `Deserialize` through `FromStr` and `Serialize` through `Display`, so that a bad
+/// value is reported by the TOML parser with its line and column.
+macro_rules! string_serde {
+    ($ty:ty, $expecting:literal) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse()
+                    .map_err(|e: String| de::Error::custom(format!("{e}; expected {}", $expecting)))
+            }
+        }
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+    };
+}
+
+/// The DNS port, used when an address is written without one.
+pub const DNS_PORT: u16 = 53;
+
+/// An IP address with a port; the port defaults to 53 when omitted.
+///
+/// Accepts `192.0.2.1`, `192.0.2.1:5353`, `2001:db8::1` and `[2001:db8::1]:5353`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServerAddr(pub SocketAddr);
+
+impl FromStr for ServerAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Self(addr));
+        }
+        match s.parse::<IpAddr>() {
+            Ok(ip) => Ok(Self(SocketAddr::new(ip, DNS_PORT))),
+            Err(_) => Err(format!("{s:?} is not an IP address with an optional port")),
+        }
+    }
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+string_serde!(
+    ServerAddr,
+    "an address such as \"192.0.2.1\", \"192.0.2.1:5353\", \"2001:db8::1\" or \"[2001:db8::1]:5353\""
+);
+
+/// A server of the default route: an address, or `"system"` for the nameservers of
+/// `/etc/resolv.conf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultServer {
+    /// The nameservers in /etc/resolv.conf, minus the daemon's own listening addresses.
+    System,
+    /// One server address.
+    Addr(ServerAddr),
+}
+
+impl FromStr for DefaultServer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim() == "system" {
+            Ok(Self::System)
+        } else {
+            s.parse().map(Self::Addr)
+        }
+    }
+}
+
+impl fmt::Display for DefaultServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::System => f.write_str("system"),
+            Self::Addr(addr) => addr.fmt(f),
+        }
+    }
+}
+
+string_serde!(
+    DefaultServer,
+    "\"system\" or an address such as \"192.0.2.1\" or \"[2001:db8::1]:5353\""
+);
+
+/// A source allowed to query the daemon: a network, or `"local"` for the prefixes on this
+/// host's own interfaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowEntry {
+    /// Every prefix configured on one of this host's interfaces, tracked as they change.
+    Local,
+    /// One network; a bare address means that single host.
+    Net(IpNet),
+}
+
+impl FromStr for AllowEntry {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "local" {
+            return Ok(Self::Local);
+        }
+        if let Ok(net) = s.parse::<IpNet>() {
+            return Ok(Self::Net(net.trunc()));
+        }
+        match s.parse::<IpAddr>() {
+            Ok(ip) => Ok(Self::Net(IpNet::from(ip))),
+            Err(_) => Err(format!("{s:?} is not a network")),
+        }
+    }
+}
+
+impl fmt::Display for AllowEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local => f.write_str("local"),
+            Self::Net(net) => net.fmt(f),
+        }
+    }
+}
+
+string_serde!(
+    AllowEntry,
+    "\"local\" or a network such as \"192.168.0.0/16\" or \"fc00::/7\""
+);
+
+/// A domain name in its canonical form: lower case, no trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Domain(String);
+
+impl Domain {
+    /// The name, lower case, without a trailing dot.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The labels of the name, from the leftmost.
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.0.split('.')
+    }
+}
+
+impl FromStr for Domain {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let name = s.trim().strip_suffix('.').unwrap_or(s.trim());
+        if name.is_empty() {
+            return Err(format!(
+                "{s:?} is not a domain name (the root cannot be routed)"
+            ));
+        }
+        if name.len() > 253 {
+            return Err(format!("{s:?} is longer than 253 characters"));
+        }
+        for label in name.split('.') {
+            if label.is_empty() {
+                return Err(format!("{s:?} has an empty label"));
+            }
+            if label.len() > 63 {
+                return Err(format!("{s:?} has a label longer than 63 characters"));
+            }
+            let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            if !label.chars().all(valid) {
+                return Err(format!(
+                    "{s:?} has a character outside letters, digits, '-' and '_'"
+                ));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(format!("{s:?} has a label that starts or ends with '-'"));
+            }
+        }
+        Ok(Self(name.to_ascii_lowercase()))
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+string_serde!(Domain, "a domain name such as \"clinic.example\"");
+
+/// A positive duration written with a unit: `500ms`, `1s`, `2m`, `1h`, `1d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let text = s.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let bad = || format!("{s:?} is not a duration");
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let millis = match unit.trim() {
+            "ms" => Some(n),
+            "s" => n.checked_mul(1_000),
+            "m" => n.checked_mul(60_000),
+            "h" => n.checked_mul(3_600_000),
+            "d" => n.checked_mul(86_400_000),
+            _ => return Err(bad()),
+        }
+        .ok_or_else(bad)?;
+        if millis == 0 {
+            return Err(format!("{s:?} must be longer than zero"));
+        }
+        Ok(Self(Duration::from_millis(millis)))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        let units = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ];
+        for (size, unit) in units {
+            if ms % size == 0 {
+                return write!(f, "{}{unit}", ms / size);
+            }
+        }
+        write!(f, "{ms}ms")
+    }
+}
+
+string_serde!(
+    HumanDuration,
+    "a duration such as \"500ms\", \"1s\" or \"2m\""
+);
+
+/// Deserializes a list that must hold at least one element.
+pub(crate) fn non_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let list = Vec::<T>::deserialize(deserializer)?;
+    if list.is_empty() {
+        return Err(de::Error::custom(
+            "the list is empty; expected at least one entry",
+        ));
+    }
+    Ok(list)
+}

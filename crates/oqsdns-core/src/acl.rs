@@ -1,0 +1,149 @@
+//! Access control: which clients may query. Everyone else gets REFUSED, so the daemon is never an
+//! open resolver.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use oqsdns_config::AllowEntry;
+
+/// How often the host's own prefixes may be re-read when an unknown client asks.
+const LOCAL_REFRESH: Duration = Duration::from_secs(1);
+
+/// The allow list, with `"local"` tracking the prefixes of this host's interfaces.
+#[derive(Debug)]
+pub struct Acl {
+    nets: Vec<IpNet>,
+    local: Option<LocalPrefixes>,
+}
+
+/// The prefixes on this host's interfaces, re-read when a client outside them asks (at most once
+/// a second), so a prefix the line assigns later is served without a restart.
+#[derive(Debug)]
+struct LocalPrefixes {
+    nets: ArcSwap<Vec<IpNet>>,
+    epoch: Instant,
+    last_read_ms: AtomicU64,
+}
+
+impl Acl {
+    /// Builds the list; `"local"` reads the interfaces now.
+    pub fn new(entries: &[AllowEntry]) -> Self {
+        let nets = entries
+            .iter()
+            .filter_map(|e| match e {
+                AllowEntry::Net(net) => Some(*net),
+                AllowEntry::Local => None,
+            })
+            .collect();
+        let local = entries.contains(&AllowEntry::Local).then(|| LocalPrefixes {
+            nets: ArcSwap::from_pointee(interface_prefixes()),
+            epoch: Instant::now(),
+            last_read_ms: AtomicU64::new(0),
+        });
+        Self { nets, local }
+    }
+
+    /// Whether `client` may query.
+    pub fn allows(&self, client: IpAddr) -> bool {
+        let client = client.to_canonical();
+        if self.nets.iter().any(|n| n.contains(&client)) {
+            return true;
+        }
+        let Some(local) = &self.local else {
+            return false;
+        };
+        if local.nets.load().iter().any(|n| n.contains(&client)) {
+            return true;
+        }
+        local.refresh() && local.nets.load().iter().any(|n| n.contains(&client))
+    }
+}
+
+impl LocalPrefixes {
+    /// Re-reads the interfaces unless that was done within the last second.
+    fn refresh(&self) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64 + LOCAL_REFRESH.as_millis() as u64;
+        let last = self.last_read_ms.load(Ordering::Relaxed);
+        if now < last + LOCAL_REFRESH.as_millis() as u64 {
+            return false;
+        }
+        if self
+            .last_read_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.nets.store(Arc::new(interface_prefixes()));
+        true
+    }
+}
+
+/// The networks of every address on this host's interfaces.
+pub fn interface_prefixes() -> Vec<IpNet> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|ifa| {
+            let addr = ifa.address?;
+            let mask = ifa.netmask?;
+            if let (Some(a), Some(m)) = (addr.as_sockaddr_in(), mask.as_sockaddr_in()) {
+                return IpNet::with_netmask(a.ip().into(), m.ip().into())
+                    .ok()
+                    .map(|n| n.trunc());
+            }
+            let (a, m) = (addr.as_sockaddr_in6()?, mask.as_sockaddr_in6()?);
+            IpNet::with_netmask(a.ip().into(), m.ip().into())
+                .ok()
+                .map(|n| n.trunc())
+        })
+        .collect()
+}
+
+/// The addresses on this host's interfaces.
+pub fn interface_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|ifa| {
+            let addr = ifa.address?;
+            if let Some(a) = addr.as_sockaddr_in() {
+                return Some(IpAddr::from(a.ip()));
+            }
+            addr.as_sockaddr_in6().map(|a| IpAddr::from(a.ip()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acl(entries: &[&str]) -> Acl {
+        let entries: Vec<AllowEntry> = entries.iter().map(|e| e.parse().unwrap()).collect();
+        Acl::new(&entries)
+    }
+
+    #[test]
+    fn networks_and_mapped_addresses() {
+        let acl = acl(&["10.0.0.0/8", "fc00::/7"]);
+        assert!(acl.allows("10.1.2.3".parse().unwrap()));
+        assert!(acl.allows("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(acl.allows("fd00::1".parse().unwrap()));
+        assert!(!acl.allows("11.0.0.1".parse().unwrap()));
+        assert!(!acl.allows("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn local_covers_this_hosts_loopback_only_when_listed() {
+        // Every Linux host has 127.0.0.1/8 and usually ::1/128 on lo.
+        assert!(acl(&["local"]).allows("127.0.0.1".parse().unwrap()));
+        assert!(!acl(&["192.168.0.0/16"]).allows("127.0.0.1".parse().unwrap()));
+    }
+}

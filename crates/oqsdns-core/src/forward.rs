@@ -1,0 +1,173 @@
+//! Forwarding: the runtime built from a configuration (access list, routing table, upstream
+//! groups) and the failover over a group's servers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use oqsdns_config::{Config, DefaultServer, Route, RouteOrigin};
+use tracing::{debug, warn};
+
+use crate::acl::Acl;
+use crate::router::Router;
+use crate::upstream::{self, Transport};
+use crate::wire::{Rcode, Request, MAX_MESSAGE};
+
+/// A "route failed" warning is repeated at most this often per group.
+const FAIL_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The servers that answer one route (or the default), in order of preference.
+#[derive(Debug)]
+pub struct Group {
+    /// The route's name, `default` for the default group.
+    pub name: String,
+    /// Servers in order: primary, alternate, ...
+    pub servers: Vec<SocketAddr>,
+    /// True for a route of the table: its names never go to the default servers.
+    pub split: bool,
+    last_warn_ms: AtomicU64,
+}
+
+impl Group {
+    /// A group of servers.
+    pub fn new(name: impl Into<String>, servers: Vec<SocketAddr>, split: bool) -> Self {
+        Self {
+            name: name.into(),
+            servers,
+            split,
+            last_warn_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Everything a query needs, built from one configuration; swapped whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    acl: Acl,
+    router: Router,
+    groups: Vec<Group>,
+    timeout: Duration,
+    udp_payload: u16,
+    epoch: Instant,
+}
+
+impl Runtime {
+    /// Builds the runtime. `system` holds the nameservers that `"system"` stands for, with the
+    /// daemon's own addresses already removed.
+    pub fn build(config: &Config, system: &[SocketAddr]) -> Self {
+        let routes = config.routes_effective();
+        let mut groups: Vec<Group> = Vec::with_capacity(routes.len() + 1);
+        let default: Vec<SocketAddr> = config
+            .forward
+            .default
+            .iter()
+            .flat_map(|s| match s {
+                DefaultServer::System => system.to_vec(),
+                DefaultServer::Addr(a) => vec![a.0],
+            })
+            .collect();
+        groups.push(Group::new("default", default, false));
+        let mut router = Router::new(0);
+        for route in &routes {
+            let servers = route.servers.iter().map(|s| s.0).collect();
+            groups.push(Group::new(route.name.clone(), servers, true));
+            for domain in &route.domains {
+                router.insert(domain.as_str(), groups.len() - 1);
+            }
+        }
+        Self {
+            acl: Acl::new(&config.server.allow),
+            router,
+            groups,
+            timeout: config.forward.timeout.0,
+            udp_payload: config.server.udp_payload,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The upstream groups; index 0 is the default.
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    /// Whether `client` may query.
+    pub fn allows(&self, client: IpAddr) -> bool {
+        self.acl.allows(client)
+    }
+
+    /// The group that answers a wire-format name.
+    pub fn group_for(&self, qname: &[u8]) -> &Group {
+        &self.groups[self.router.lookup(qname)]
+    }
+
+    /// The client's answer to `request`, received over `transport`: forwarded to the name's
+    /// group, or SERVFAIL when every server of the group failed.
+    pub async fn resolve(&self, request: &Request<'_>, transport: Transport) -> Vec<u8> {
+        let limit = match transport {
+            Transport::Udp => request.udp_limit(self.udp_payload),
+            Transport::Tcp => MAX_MESSAGE,
+        };
+        let group = self.group_for(request.qname());
+        for &server in &group.servers {
+            let reply = match upstream::exchange(server, request, self.timeout, false).await {
+                Ok(reply) => reply,
+                Err(error) => {
+                    debug!(%error, %server, group = %group.name, "upstream failed");
+                    continue;
+                }
+            };
+            if reply.info.rcode == Rcode::ServFail as u8 || reply.info.rcode == Rcode::Refused as u8
+            {
+                debug!(rcode = reply.info.rcode, %server, group = %group.name, "upstream refused or failed");
+                continue;
+            }
+            match request.answer_from(&reply.bytes, limit, self.udp_payload) {
+                Some(answer) => return answer,
+                None => debug!(%server, group = %group.name, "malformed upstream reply"),
+            }
+        }
+        self.warn_failed(group);
+        request.reply(Rcode::ServFail, 0, self.udp_payload)
+    }
+
+    /// A reply of our own for `request` with `rcode`.
+    pub fn reply(&self, request: &Request<'_>, rcode: Rcode) -> Vec<u8> {
+        request.reply(rcode, 0, self.udp_payload)
+    }
+
+    fn warn_failed(&self, group: &Group) {
+        let now = self.epoch.elapsed().as_millis() as u64 + FAIL_WARN_INTERVAL.as_millis() as u64;
+        let last = group.last_warn_ms.load(Ordering::Relaxed);
+        if now < last + FAIL_WARN_INTERVAL.as_millis() as u64 {
+            return;
+        }
+        if group
+            .last_warn_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            let servers: Vec<String> = group.servers.iter().map(ToString::to_string).collect();
+            if servers.is_empty() {
+                warn!(route = %group.name, "route has no servers; answering SERVFAIL");
+            } else {
+                warn!(route = %group.name, servers = %servers.join(" "), "every server of the route failed; answering SERVFAIL");
+            }
+        }
+    }
+}
+
+/// One line per route of the effective table, for the start-up log and `config show`.
+pub fn describe_route(route: &Route) -> String {
+    let origin = match route.origin {
+        RouteOrigin::Preset(area) => format!("{area} preset"),
+        RouteOrigin::Config => "config".to_string(),
+    };
+    let domains: Vec<&str> = route.domains.iter().map(|d| d.as_str()).collect();
+    let servers: Vec<String> = route.servers.iter().map(ToString::to_string).collect();
+    format!(
+        "{} ({origin}): {} -> {}",
+        route.name,
+        domains.join(" "),
+        servers.join(" ")
+    )
+}

@@ -1,0 +1,74 @@
+//! The request handler: access control, parsing, admission and the current runtime, for every
+//! listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::forward::Runtime;
+use crate::upstream::Transport;
+use crate::wire::{Rcode, Rejected, Request};
+
+/// Answers queries with the current runtime; shared by every listener.
+#[derive(Debug)]
+pub struct Handler {
+    runtime: ArcSwap<Runtime>,
+    inflight: Arc<Semaphore>,
+}
+
+impl Handler {
+    /// A handler answering at most `max_inflight` queries at once.
+    pub fn new(runtime: Runtime, max_inflight: usize) -> Self {
+        Self {
+            runtime: ArcSwap::from_pointee(runtime),
+            inflight: Arc::new(Semaphore::new(max_inflight)),
+        }
+    }
+
+    /// The runtime in force.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Puts a new runtime in force; queries already under way finish with the old one.
+    pub fn replace(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+    }
+
+    /// A place among the queries in flight, or `None` when the cap is reached.
+    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.inflight.clone().try_acquire_owned().ok()
+    }
+
+    /// The answer to a query that could not be admitted: REFUSED, or nothing for garbage.
+    pub fn refuse(&self, query: &[u8]) -> Option<Vec<u8>> {
+        match Request::parse(query) {
+            Ok(request) => Some(self.runtime.load().reply(&request, Rcode::Refused)),
+            Err(Rejected::Reply(reply)) => Some(reply),
+            Err(Rejected::Drop) => None,
+        }
+    }
+
+    /// The answer to one query from `client`, or `None` when nothing should be sent.
+    pub async fn handle(
+        &self,
+        query: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        let runtime = self.runtime.load_full();
+        if !runtime.allows(client.ip()) {
+            return Request::parse(query)
+                .ok()
+                .map(|r| runtime.reply(&r, Rcode::Refused));
+        }
+        let request = match Request::parse(query) {
+            Ok(request) => request,
+            Err(Rejected::Reply(reply)) => return Some(reply),
+            Err(Rejected::Drop) => return None,
+        };
+        Some(runtime.resolve(&request, transport).await)
+    }
+}

@@ -1,0 +1,15 @@
+//! The oqsdns query path: access control, routing, upstream transport, forwarding, listeners.
+#![forbid(unsafe_code)]
+
+pub mod acl;
+pub mod forward;
+pub mod handler;
+pub mod router;
+pub mod server;
+pub mod system;
+pub mod upstream;
+pub mod wire;
+
+pub use forward::{Group, Runtime};
+pub use handler::Handler;
+pub use upstream::Transport;

@@ -1,0 +1,84 @@
+//! Listening sockets, opened with socket2: IPv6 sockets are IPv6-only so `[::]:53` and
+//! `0.0.0.0:53` bind side by side, and addresses may be bound before they exist (FREEBIND), so the
+//! daemon can start at boot before the line's IPv6 prefix arrives.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// The sockets of one listen address.
+#[derive(Debug)]
+pub struct Listener {
+    /// The address as bound (the port filled in when 0 was asked).
+    pub addr: SocketAddr,
+    /// The UDP socket.
+    pub udp: std::net::UdpSocket,
+    /// The TCP listener.
+    pub tcp: std::net::TcpListener,
+}
+
+/// Why a listen address could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({transport}): {source}")]
+pub struct BindError {
+    /// The address.
+    pub addr: SocketAddr,
+    /// "udp" or "tcp".
+    pub transport: &'static str,
+    /// What the OS said.
+    pub source: io::Error,
+}
+
+/// Opens UDP and TCP on every address. With port 0, TCP takes the port UDP was given.
+pub fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<Listener>, BindError> {
+    addrs.iter().map(|&addr| bind(addr)).collect()
+}
+
+fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
+    let err = |transport| {
+        move |source| BindError {
+            addr,
+            transport,
+            source,
+        }
+    };
+    let udp = socket(addr, Type::DGRAM, Protocol::UDP).map_err(err("udp"))?;
+    let bound = udp
+        .local_addr()
+        .and_then(|a| a.as_socket().ok_or(io::ErrorKind::InvalidData.into()));
+    let bound = bound.map_err(err("udp"))?;
+    let tcp = socket(bound, Type::STREAM, Protocol::TCP).map_err(err("tcp"))?;
+    tcp.listen(1024).map_err(err("tcp"))?;
+    Ok(Listener {
+        addr: bound,
+        udp: udp.into(),
+        tcp: tcp.into(),
+    })
+}
+
+fn socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if kind == Type::STREAM {
+        socket.set_reuse_address(true)?;
+    }
+    set_freebind(&socket, addr);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_freebind(socket: &Socket, addr: SocketAddr) {
+    let _ = if addr.is_ipv6() {
+        socket.set_freebind_v6(true)
+    } else {
+        socket.set_freebind_v4(true)
+    };
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_freebind(_: &Socket, _: SocketAddr) {}
