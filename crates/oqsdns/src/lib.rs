@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod logging;
+pub mod notify;
 pub mod sockets;
 
 use std::net::SocketAddr;
@@ -77,6 +78,8 @@ pub async fn serve(
         tasks.spawn(serve_udp(udp, handler.clone(), shutdown.clone()));
         tasks.spawn(serve_tcp(tcp, handler.clone(), limits, shutdown.clone()));
     }
+    tasks.spawn(notify::watchdog(shutdown.clone()));
+    notify::ready();
     tasks.close();
     tasks.wait().await;
     Ok(())

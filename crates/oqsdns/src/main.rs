@@ -158,5 +158,6 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = int.recv() => {}
     }
     info!("shutting down");
+    oqsdns::notify::stopping();
     shutdown.cancel();
 }
