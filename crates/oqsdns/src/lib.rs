@@ -71,6 +71,7 @@ pub async fn serve(
         idle_timeout: config.server.tcp_idle_timeout.0,
     };
     let tasks = TaskTracker::new();
+    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
     for listener in listeners {
         let udp = tokio::net::UdpSocket::from_std(listener.udp)?;
         let tcp = tokio::net::TcpListener::from_std(listener.tcp)?;
@@ -79,7 +80,7 @@ pub async fn serve(
         tasks.spawn(serve_tcp(tcp, handler.clone(), limits, shutdown.clone()));
     }
     tasks.spawn(notify::watchdog(shutdown.clone()));
-    notify::ready();
+    notify::ready(&addrs);
     tasks.close();
     tasks.wait().await;
     Ok(())

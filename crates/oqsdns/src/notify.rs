@@ -1,15 +1,18 @@
 //! systemd notification (`Type=notify`): READY once every socket is bound, STOPPING on shutdown,
 //! and WATCHDOG pings when the unit sets `WatchdogSec`. Without `NOTIFY_SOCKET` these do nothing.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-/// Tells systemd the daemon is serving.
-pub fn ready() {
-    send(&[NotifyState::Ready]);
+/// Tells systemd the daemon is serving, and on which addresses (shown by `systemctl status`).
+pub fn ready(addrs: &[SocketAddr]) {
+    let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    let status = format!("serving DNS on {}", addrs.join(" "));
+    send(&[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
 /// Tells systemd the daemon is stopping.
@@ -27,7 +30,7 @@ pub fn reloading() {
 
 /// Ends a reload begun by `reloading`.
 pub fn reloaded() {
-    ready();
+    send(&[NotifyState::Ready]);
 }
 
 fn send(states: &[NotifyState<'_>]) {
@@ -38,7 +41,9 @@ fn send(states: &[NotifyState<'_>]) {
 
 /// Pings the watchdog at half its interval until `shutdown`, if systemd asked for it.
 pub async fn watchdog(shutdown: CancellationToken) {
-    let Some(interval) = sd_notify::watchdog_enabled() else { return };
+    let Some(interval) = sd_notify::watchdog_enabled() else {
+        return;
+    };
     let mut tick = tokio::time::interval((interval / 2).max(Duration::from_millis(100)));
     loop {
         tokio::select! {

@@ -1,1 +1,157 @@
+//! Unit tests of the wire helpers on hand-made messages.
 
+use super::*;
+
+/// A query for `name` A IN with the given flags, and an OPT record when `edns` is given.
+fn query(id: u16, name: &str, edns: Option<(u16, u32)>) -> Vec<u8> {
+    let mut out = id.to_be_bytes().to_vec();
+    out.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())]);
+    out.extend(name_to_wire_keep_case(name));
+    out.extend_from_slice(&[0, 1, 0, 1]);
+    if let Some((payload, ttl)) = edns {
+        out.push(0);
+        out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+        out.extend_from_slice(&payload.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+    }
+    out
+}
+
+/// A response to `query` (flags `flags`) with `answers` A records, the name compressed, and the
+/// given additional records appended raw.
+fn response(query: &[u8], flags: u16, answers: u16, additional: &[&[u8]], arcount: u16) -> Vec<u8> {
+    let question_end = plain_name_end(query, HEADER_LEN).unwrap() + 4;
+    let mut out = query[..2].to_vec();
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&[0, 1]);
+    out.extend_from_slice(&answers.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&arcount.to_be_bytes());
+    out.extend_from_slice(&query[HEADER_LEN..question_end].to_ascii_lowercase());
+    for i in 0..answers {
+        out.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 10, 108, 65, i as u8]);
+    }
+    for record in additional {
+        out.extend_from_slice(record);
+    }
+    out
+}
+
+const OPT_FROM_UPSTREAM: &[u8] = &[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 4, 0, 10, 0, 0]; // DO, NSID option
+const GLUE_A: &[u8] = &[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1];
+
+#[test]
+fn parses_a_query_with_edns() {
+    let bytes = query(7, "HWeb.Oqs.OnShiKaku.Org", Some((4096, 0x8000)));
+    let request = Request::parse(&bytes).unwrap();
+    assert_eq!(request.id, 7);
+    assert_eq!(display_name(request.qname()), "HWeb.Oqs.OnShiKaku.Org.");
+    assert_eq!(request.edns, Some(Edns { payload: 4096, dnssec_ok: true, version: 0, ext_rcode: 0 }));
+    assert_eq!(request.udp_limit(1232), 1232);
+    assert_eq!(Request::parse(&query(7, "a.example", None)).unwrap().udp_limit(1232), 512);
+    assert_eq!(Request::parse(&query(7, "a.example", Some((100, 0)))).unwrap().udp_limit(1232), 512);
+}
+
+#[test]
+fn rejects_what_is_not_a_single_question_query() {
+    let good = query(9, "a.example", Some((1232, 0)));
+    assert!(matches!(Request::parse(&good[..11]), Err(Rejected::Drop)));
+    let mut response = good.clone();
+    response[2] |= 0x80;
+    assert!(matches!(Request::parse(&response), Err(Rejected::Drop)));
+    let rcode_of = |bytes: &[u8]| match Request::parse(bytes) {
+        Err(Rejected::Reply(reply)) => (u16::from_be_bytes([reply[0], reply[1]]), reply[3] & 0xF),
+        other => panic!("expected an error reply, got {other:?}"),
+    };
+    let mut two = good.clone();
+    two[5] = 2;
+    assert_eq!(rcode_of(&two), (9, Rcode::FormErr as u8));
+    let mut double_opt = good.clone();
+    double_opt[11] = 2;
+    double_opt.extend_from_slice(&good[good.len() - 11..]);
+    assert_eq!(rcode_of(&double_opt), (9, Rcode::FormErr as u8));
+    let mut long_label = good.clone();
+    long_label[12] = 64;
+    assert_eq!(rcode_of(&long_label), (9, Rcode::FormErr as u8));
+    let mut opcode = good.clone();
+    opcode[2] |= 5 << 3; // UPDATE
+    assert_eq!(rcode_of(&opcode), (9, Rcode::NotImp as u8));
+    let badvers = query(9, "a.example", Some((1232, 0x0001_0000)));
+    let Err(Rejected::Reply(reply)) = Request::parse(&badvers) else { panic!() };
+    assert_eq!(reply[3] & 0xF, 0);
+    assert_eq!(reply[reply.len() - 6], 1, "BADVERS is extended rcode 16: 1 in the OPT's high byte");
+}
+
+#[test]
+fn an_answer_keeps_the_clients_id_case_and_gets_ra() {
+    let client = query(0xBEEF, "HWeb.Example", None);
+    let request = Request::parse(&client).unwrap();
+    let upstream = response(&request.upstream_query(0x1111), 0x8500, 3, &[], 0);
+    assert!(check_reply(&upstream, 0x1111, request.question()).is_ok());
+    let answer = request.answer_from(&upstream, 512, 1232).unwrap();
+    assert_eq!(answer[..2], [0xBE, 0xEF]);
+    assert_eq!(u16::from_be_bytes([answer[2], answer[3]]), 0x8580, "QR AA RD RA");
+    assert_eq!(&answer[12..12 + request.question().len()], request.question());
+    assert_eq!(answer[12 + request.question().len()..], upstream[12 + request.question().len()..]);
+}
+
+#[test]
+fn the_upstream_opt_is_replaced_for_edns_clients_and_removed_for_others() {
+    for client_edns in [None, Some((4096, 0x8000))] {
+        let client = query(1, "a.example", client_edns);
+        let request = Request::parse(&client).unwrap();
+        let upstream = response(&client, 0x8180, 2, &[OPT_FROM_UPSTREAM, GLUE_A], 2);
+        let answer = request.answer_from(&upstream, 4096, 1232).unwrap();
+        let arcount = u16::from_be_bytes([answer[10], answer[11]]);
+        let opt = find_opt(&answer, request.question_end).unwrap();
+        match client_edns {
+            None => {
+                assert_eq!(arcount, 1, "the glue stays, the OPT goes");
+                assert!(opt.is_none());
+                assert!(answer.ends_with(GLUE_A));
+            }
+            Some(_) => {
+                assert_eq!(arcount, 2);
+                let edns = edns_of(&answer, opt.unwrap());
+                assert_eq!((edns.payload, edns.dnssec_ok), (1232, true), "our size, upstream's DO");
+                assert_eq!(answer[opt.unwrap().rtype_at + 8..opt.unwrap().end], [0, 0], "no upstream options");
+            }
+        }
+    }
+}
+
+#[test]
+fn too_large_for_the_client_becomes_truncated_with_the_question() {
+    let client = query(5, "big.example", None);
+    let request = Request::parse(&client).unwrap();
+    let upstream = response(&client, 0x8580, 40, &[], 0);
+    assert!(upstream.len() > 512);
+    let answer = request.answer_from(&upstream, 512, 1232).unwrap();
+    assert_eq!(answer.len(), 12 + request.question().len());
+    assert_eq!(answer[2] & 0x02, 0x02, "TC");
+    assert_eq!(answer[2] & 0x04, 0x04, "AA kept");
+    assert_eq!(answer[4..12], [0, 1, 0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn replies_must_match_id_and_question() {
+    let client = query(5, "A.Example", None);
+    let request = Request::parse(&client).unwrap();
+    let upstream = response(&request.upstream_query(77), 0x8180, 1, &[], 0);
+    assert_eq!(check_reply(&upstream, 78, request.question()), Err(Mismatch::Id));
+    let other = response(&query(77, "b.example", None), 0x8180, 1, &[], 0);
+    assert_eq!(check_reply(&other, 77, request.question()), Err(Mismatch::Question));
+    assert_eq!(check_reply(&client, 5, request.question()), Err(Mismatch::NotResponse));
+    let info = check_reply(&upstream, 77, request.question()).unwrap();
+    assert_eq!(info, ReplyInfo { rcode: 0, truncated: false });
+}
+
+#[test]
+fn malformed_replies_are_not_passed_on() {
+    let client = query(5, "a.example", None);
+    let request = Request::parse(&client).unwrap();
+    let mut upstream = response(&client, 0x8180, 2, &[], 0);
+    upstream.truncate(upstream.len() - 3);
+    assert!(request.answer_from(&upstream, 4096, 1232).is_none());
+}

@@ -1,0 +1,90 @@
+//! The daemon in-process: bound on loopback random ports, stopped when dropped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use oqsdns_config::{Config, DefaultServer, ServerAddr};
+use oqsdns_core::Handler;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    /// Where it listens (UDP and TCP), in the order of `server.listen`.
+    pub addrs: Vec<SocketAddr>,
+    /// Its handler, to inspect or reload the runtime.
+    pub handler: Arc<Handler>,
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Starts `config` listening on 127.0.0.1 at a random port.
+    pub async fn start(config: Config) -> Self {
+        Self::start_on(config, &["127.0.0.1:0"]).await
+    }
+
+    /// Starts `config` listening on `listen` (ports may be 0).
+    pub async fn start_on(mut config: Config, listen: &[&str]) -> Self {
+        config.server.listen = listen
+            .iter()
+            .map(|a| a.parse::<ServerAddr>().unwrap())
+            .collect();
+        assert!(
+            !config.forward.default.contains(&DefaultServer::System),
+            "tests must name their default servers: \"system\" would leave loopback"
+        );
+        let addrs: Vec<SocketAddr> = config.server.listen.iter().map(|a| a.0).collect();
+        let listeners = oqsdns::bind_all(&addrs).unwrap();
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+        let handler = Arc::new(Handler::new(
+            oqsdns::build_runtime(&config, &addrs),
+            config.server.max_inflight,
+        ));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let (handler, stop) = (handler.clone(), stop.clone());
+            async move {
+                oqsdns::serve(&config, listeners, handler, stop)
+                    .await
+                    .unwrap()
+            }
+        });
+        Self {
+            addrs,
+            handler,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// The first listen address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Stops the daemon and waits for it.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A configuration with no area and `default` as the default servers, for tests.
+pub fn config_with_default(default: &[SocketAddr]) -> Config {
+    let mut config = Config::default();
+    config.forward.default = default
+        .iter()
+        .map(|a| DefaultServer::Addr(ServerAddr(*a)))
+        .collect();
+    config
+}
