@@ -2,13 +2,14 @@
 //! open resolver.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use oqsdns_config::AllowEntry;
+
+use crate::throttle::Throttle;
 
 /// How often the host's own prefixes may be re-read when an unknown client asks.
 const LOCAL_REFRESH: Duration = Duration::from_secs(1);
@@ -25,8 +26,7 @@ pub struct Acl {
 #[derive(Debug)]
 struct LocalPrefixes {
     nets: ArcSwap<Vec<IpNet>>,
-    epoch: Instant,
-    last_read_ms: AtomicU64,
+    reread: Throttle,
 }
 
 impl Acl {
@@ -41,8 +41,7 @@ impl Acl {
             .collect();
         let local = entries.contains(&AllowEntry::Local).then(|| LocalPrefixes {
             nets: ArcSwap::from_pointee(interface_prefixes()),
-            epoch: Instant::now(),
-            last_read_ms: AtomicU64::new(0),
+            reread: Throttle::new(LOCAL_REFRESH),
         });
         Self { nets, local }
     }
@@ -66,16 +65,7 @@ impl Acl {
 impl LocalPrefixes {
     /// Re-reads the interfaces unless that was done within the last second.
     fn refresh(&self) -> bool {
-        let now = self.epoch.elapsed().as_millis() as u64 + LOCAL_REFRESH.as_millis() as u64;
-        let last = self.last_read_ms.load(Ordering::Relaxed);
-        if now < last + LOCAL_REFRESH.as_millis() as u64 {
-            return false;
-        }
-        if self
-            .last_read_ms
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
+        if !self.reread.ready() {
             return false;
         }
         self.nets.store(Arc::new(interface_prefixes()));

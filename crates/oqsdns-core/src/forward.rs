@@ -2,14 +2,14 @@
 //! groups) and the failover over a group's servers.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oqsdns_config::{Config, DefaultServer, Route, RouteOrigin};
 use tracing::{debug, warn};
 
 use crate::acl::Acl;
 use crate::router::Router;
+use crate::throttle::Throttle;
 use crate::upstream::{self, Transport};
 use crate::wire::{Rcode, Request, MAX_MESSAGE};
 
@@ -25,7 +25,7 @@ pub struct Group {
     pub servers: Vec<SocketAddr>,
     /// True for a route of the table: its names never go to the default servers.
     pub split: bool,
-    last_warn_ms: AtomicU64,
+    warn_failed: Throttle,
 }
 
 impl Group {
@@ -35,7 +35,7 @@ impl Group {
             name: name.into(),
             servers,
             split,
-            last_warn_ms: AtomicU64::new(0),
+            warn_failed: Throttle::new(FAIL_WARN_INTERVAL),
         }
     }
 }
@@ -48,7 +48,6 @@ pub struct Runtime {
     groups: Vec<Group>,
     timeout: Duration,
     udp_payload: u16,
-    epoch: Instant,
 }
 
 impl Runtime {
@@ -81,7 +80,6 @@ impl Runtime {
             groups,
             timeout: config.forward.timeout.0,
             udp_payload: config.server.udp_payload,
-            epoch: Instant::now(),
         }
     }
 
@@ -136,22 +134,14 @@ impl Runtime {
     }
 
     fn warn_failed(&self, group: &Group) {
-        let now = self.epoch.elapsed().as_millis() as u64 + FAIL_WARN_INTERVAL.as_millis() as u64;
-        let last = group.last_warn_ms.load(Ordering::Relaxed);
-        if now < last + FAIL_WARN_INTERVAL.as_millis() as u64 {
+        if !group.warn_failed.ready() {
             return;
         }
-        if group
-            .last_warn_ms
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
-            let servers: Vec<String> = group.servers.iter().map(ToString::to_string).collect();
-            if servers.is_empty() {
-                warn!(route = %group.name, "route has no servers; answering SERVFAIL");
-            } else {
-                warn!(route = %group.name, servers = %servers.join(" "), "every server of the route failed; answering SERVFAIL");
-            }
+        let servers: Vec<String> = group.servers.iter().map(ToString::to_string).collect();
+        if servers.is_empty() {
+            warn!(route = %group.name, "route has no servers; answering SERVFAIL");
+        } else {
+            warn!(route = %group.name, servers = %servers.join(" "), "every server of the route failed; answering SERVFAIL");
         }
     }
 }

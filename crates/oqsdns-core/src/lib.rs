@@ -7,6 +7,7 @@ pub mod handler;
 pub mod router;
 pub mod server;
 pub mod system;
+pub mod throttle;
 pub mod upstream;
 pub mod wire;
 

@@ -30,7 +30,9 @@ fn response(query: &[u8], flags: u16, answers: u16, additional: &[&[u8]], arcoun
     out.extend_from_slice(&arcount.to_be_bytes());
     out.extend_from_slice(&query[HEADER_LEN..question_end].to_ascii_lowercase());
     for i in 0..answers {
-        out.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 10, 108, 65, i as u8]);
+        out.extend_from_slice(&[
+            0xC0, 12, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 10, 108, 65, i as u8,
+        ]);
     }
     for record in additional {
         out.extend_from_slice(record);
@@ -47,10 +49,28 @@ fn parses_a_query_with_edns() {
     let request = Request::parse(&bytes).unwrap();
     assert_eq!(request.id, 7);
     assert_eq!(display_name(request.qname()), "HWeb.Oqs.OnShiKaku.Org.");
-    assert_eq!(request.edns, Some(Edns { payload: 4096, dnssec_ok: true, version: 0, ext_rcode: 0 }));
+    assert_eq!(
+        request.edns,
+        Some(Edns {
+            payload: 4096,
+            dnssec_ok: true,
+            version: 0,
+            ext_rcode: 0
+        })
+    );
     assert_eq!(request.udp_limit(1232), 1232);
-    assert_eq!(Request::parse(&query(7, "a.example", None)).unwrap().udp_limit(1232), 512);
-    assert_eq!(Request::parse(&query(7, "a.example", Some((100, 0)))).unwrap().udp_limit(1232), 512);
+    assert_eq!(
+        Request::parse(&query(7, "a.example", None))
+            .unwrap()
+            .udp_limit(1232),
+        512
+    );
+    assert_eq!(
+        Request::parse(&query(7, "a.example", Some((100, 0))))
+            .unwrap()
+            .udp_limit(1232),
+        512
+    );
 }
 
 #[test]
@@ -78,9 +98,15 @@ fn rejects_what_is_not_a_single_question_query() {
     opcode[2] |= 5 << 3; // UPDATE
     assert_eq!(rcode_of(&opcode), (9, Rcode::NotImp as u8));
     let badvers = query(9, "a.example", Some((1232, 0x0001_0000)));
-    let Err(Rejected::Reply(reply)) = Request::parse(&badvers) else { panic!() };
+    let Err(Rejected::Reply(reply)) = Request::parse(&badvers) else {
+        panic!()
+    };
     assert_eq!(reply[3] & 0xF, 0);
-    assert_eq!(reply[reply.len() - 6], 1, "BADVERS is extended rcode 16: 1 in the OPT's high byte");
+    assert_eq!(
+        reply[reply.len() - 6],
+        1,
+        "BADVERS is extended rcode 16: 1 in the OPT's high byte"
+    );
 }
 
 #[test]
@@ -91,9 +117,19 @@ fn an_answer_keeps_the_clients_id_case_and_gets_ra() {
     assert!(check_reply(&upstream, 0x1111, request.question()).is_ok());
     let answer = request.answer_from(&upstream, 512, 1232).unwrap();
     assert_eq!(answer[..2], [0xBE, 0xEF]);
-    assert_eq!(u16::from_be_bytes([answer[2], answer[3]]), 0x8580, "QR AA RD RA");
-    assert_eq!(&answer[12..12 + request.question().len()], request.question());
-    assert_eq!(answer[12 + request.question().len()..], upstream[12 + request.question().len()..]);
+    assert_eq!(
+        u16::from_be_bytes([answer[2], answer[3]]),
+        0x8580,
+        "QR AA RD RA"
+    );
+    assert_eq!(
+        &answer[12..12 + request.question().len()],
+        request.question()
+    );
+    assert_eq!(
+        answer[12 + request.question().len()..],
+        upstream[12 + request.question().len()..]
+    );
 }
 
 #[test]
@@ -114,8 +150,16 @@ fn the_upstream_opt_is_replaced_for_edns_clients_and_removed_for_others() {
             Some(_) => {
                 assert_eq!(arcount, 2);
                 let edns = edns_of(&answer, opt.unwrap());
-                assert_eq!((edns.payload, edns.dnssec_ok), (1232, true), "our size, upstream's DO");
-                assert_eq!(answer[opt.unwrap().rtype_at + 8..opt.unwrap().end], [0, 0], "no upstream options");
+                assert_eq!(
+                    (edns.payload, edns.dnssec_ok),
+                    (1232, true),
+                    "our size, upstream's DO"
+                );
+                assert_eq!(
+                    answer[opt.unwrap().rtype_at + 8..opt.unwrap().end],
+                    [0, 0],
+                    "no upstream options"
+                );
             }
         }
     }
@@ -139,12 +183,27 @@ fn replies_must_match_id_and_question() {
     let client = query(5, "A.Example", None);
     let request = Request::parse(&client).unwrap();
     let upstream = response(&request.upstream_query(77), 0x8180, 1, &[], 0);
-    assert_eq!(check_reply(&upstream, 78, request.question()), Err(Mismatch::Id));
+    assert_eq!(
+        check_reply(&upstream, 78, request.question()),
+        Err(Mismatch::Id)
+    );
     let other = response(&query(77, "b.example", None), 0x8180, 1, &[], 0);
-    assert_eq!(check_reply(&other, 77, request.question()), Err(Mismatch::Question));
-    assert_eq!(check_reply(&client, 5, request.question()), Err(Mismatch::NotResponse));
+    assert_eq!(
+        check_reply(&other, 77, request.question()),
+        Err(Mismatch::Question)
+    );
+    assert_eq!(
+        check_reply(&client, 5, request.question()),
+        Err(Mismatch::NotResponse)
+    );
     let info = check_reply(&upstream, 77, request.question()).unwrap();
-    assert_eq!(info, ReplyInfo { rcode: 0, truncated: false });
+    assert_eq!(
+        info,
+        ReplyInfo {
+            rcode: 0,
+            truncated: false
+        }
+    );
 }
 
 #[test]
