@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use oqsdns_config::{Config, DefaultServer, ServerAddr};
-use oqsdns_core::Handler;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -13,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Daemon {
     /// Where it listens (UDP and TCP), in the order of `server.listen`.
     pub addrs: Vec<SocketAddr>,
-    /// Its handler, to inspect or reload the runtime.
-    pub handler: Arc<Handler>,
+    /// The daemon's state, to inspect health or reload.
+    pub daemon: Arc<oqsdns::Daemon>,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -35,16 +34,18 @@ impl Daemon {
             !config.forward.default.contains(&DefaultServer::System),
             "tests must name their default servers: \"system\" would leave loopback"
         );
+        assert_eq!(
+            config.area,
+            oqsdns_config::Area::None,
+            "the presets' servers are outside loopback: tests name their own routes"
+        );
         let addrs: Vec<SocketAddr> = config.server.listen.iter().map(|a| a.0).collect();
         let listeners = oqsdns::bind_all(&addrs).unwrap();
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
-        let handler = Arc::new(Handler::new(
-            oqsdns::build_runtime(&config, &addrs),
-            config.server.max_inflight,
-        ));
         let stop = CancellationToken::new();
+        let daemon = oqsdns::Daemon::start(&config, &addrs, stop.clone()).await;
         let task = tokio::spawn({
-            let (handler, stop) = (handler.clone(), stop.clone());
+            let (handler, stop) = (daemon.handler(), stop.clone());
             async move {
                 oqsdns::serve(&config, listeners, handler, stop)
                     .await
@@ -53,10 +54,21 @@ impl Daemon {
         });
         Self {
             addrs,
-            handler,
+            daemon,
             stop,
             task: Some(task),
         }
+    }
+
+    /// The health of server `index` of the route named `route` (`default` for the default).
+    pub fn health(&self, route: &str, index: usize) -> Arc<oqsdns_core::health::ServerHealth> {
+        let runtime = self.daemon.runtime();
+        let group = runtime
+            .groups()
+            .iter()
+            .find(|g| g.name == route)
+            .expect("route exists");
+        group.servers[index].clone()
     }
 
     /// The first listen address.

@@ -27,6 +27,7 @@ fn east_table_on(ngn: &[SocketAddr], nw_base: &[SocketAddr], default: &[SocketAd
             name: Some(route.name),
             domains: route.domains,
             servers: servers.iter().map(|a| ServerAddr(*a)).collect(),
+            names: Vec::new(),
         });
     }
     config.forward.timeout = "300ms".parse().unwrap();
@@ -155,6 +156,7 @@ async fn the_alternate_answers_when_the_primary_times_out_fails_or_refuses() {
                 name: None,
                 domains: vec!["lineauth.mnw".parse().unwrap()],
                 servers: vec![ServerAddr(primary.addr), ServerAddr(alternate.addr)],
+                names: Vec::new(),
             });
             config.forward.timeout = "300ms".parse().unwrap();
             let daemon = Daemon::start(config).await;

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use preset::{Route, RouteOrigin};
-pub use values::{AllowEntry, DefaultServer, Domain, HumanDuration, ServerAddr, DNS_PORT};
+pub use preset::{nw_base_servers, preset_routes, Route, RouteOrigin};
+pub use values::{
+    AllowEntry, DefaultServer, Domain, HumanDuration, ProbeName, ServerAddr, DNS_PORT,
+};
 
 /// Which of the guide's per-domain tables the daemon adds to the configured routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -24,9 +26,16 @@ pub enum Area {
     East,
     /// NTT West (西日本): NGN DNS for flets-west.jp and the West NW-base DNS.
     West,
+    /// Probe both areas' NW-base servers at start and take the one that answers.
+    Auto,
     /// No built-in table: only the configured routes.
     #[default]
     None,
+}
+
+impl Area {
+    /// The two areas `auto` chooses between.
+    pub const CONCRETE: [Area; 2] = [Area::East, Area::West];
 }
 
 impl std::str::FromStr for Area {
@@ -35,8 +44,11 @@ impl std::str::FromStr for Area {
         match s {
             "east" => Ok(Self::East),
             "west" => Ok(Self::West),
+            "auto" => Ok(Self::Auto),
             "none" => Ok(Self::None),
-            _ => Err(format!("{s:?} is not an area; expected east, west or none")),
+            _ => Err(format!(
+                "{s:?} is not an area; expected east, west, auto or none"
+            )),
         }
     }
 }
@@ -46,6 +58,7 @@ impl fmt::Display for Area {
         f.write_str(match self {
             Self::East => "east",
             Self::West => "west",
+            Self::Auto => "auto",
             Self::None => "none",
         })
     }
@@ -55,7 +68,7 @@ impl fmt::Display for Area {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The guide's table to add: east, west or none.
+    /// The guide's table to add: east, west, auto or none.
     #[serde(default)]
     pub area: Area,
     /// Where the daemon listens and whom it serves.
@@ -67,6 +80,54 @@ pub struct Config {
     /// Routes added to the area's table; a route for one of its domains replaces that entry.
     #[serde(default, rename = "route", skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteConfig>,
+    /// How upstream servers are probed.
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// `[health]`: the probe loop that runs the guide's check suite against every upstream.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Time between two probes of one server.
+    #[serde(default = "default_interval")]
+    pub interval: HumanDuration,
+    /// How long one probe waits for its answer.
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: HumanDuration,
+    /// Consecutive passes that mark a server up again.
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    /// Consecutive failures that mark a server down.
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+}
+
+fn default_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+fn default_probe_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+
+fn default_rise() -> u32 {
+    2
+}
+
+fn default_fall() -> u32 {
+    3
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            timeout: default_probe_timeout(),
+            rise: default_rise(),
+            fall: default_fall(),
+        }
+    }
 }
 
 /// `[server]`: listeners, access control and limits.
@@ -103,6 +164,13 @@ pub struct ForwardConfig {
     /// How long one try waits before the next server is tried.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
+    /// Health-probe questions for the default servers.
+    #[serde(default = "default_root_probe")]
+    pub names: Vec<ProbeName>,
+}
+
+fn default_root_probe() -> Vec<ProbeName> {
+    vec![". NS".parse().expect("built-in probe")]
 }
 
 /// `[[route]]`: a set of domains and the servers that answer for them.
@@ -118,6 +186,9 @@ pub struct RouteConfig {
     /// The servers, in order of preference: primary first, then alternates.
     #[serde(deserialize_with = "values::non_empty")]
     pub servers: Vec<ServerAddr>,
+    /// Health-probe questions for these servers; `. NS` when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<ProbeName>,
 }
 
 fn default_listen() -> Vec<ServerAddr> {
@@ -185,6 +256,7 @@ impl Default for ForwardConfig {
         Self {
             default: default_forward(),
             timeout: default_timeout(),
+            names: default_root_probe(),
         }
     }
 }
@@ -197,6 +269,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             forward: ForwardConfig::default(),
             routes: Vec::new(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -282,6 +355,9 @@ impl Config {
                 return invalid(format!("server.listen has {addr} twice"));
             }
         }
+        if self.health.rise == 0 || self.health.fall == 0 {
+            return invalid("health.rise and health.fall must be at least 1".into());
+        }
         if self.server.allow.is_empty() {
             return invalid("server.allow is empty: no client could be served".into());
         }
@@ -307,9 +383,19 @@ impl Config {
         Ok(())
     }
 
-    /// The effective routing table: the area's preset with the configured routes applied.
+    /// The effective routing table: the area's preset with the configured routes applied. For
+    /// `area = "auto"` the area must be resolved first ([`Config::with_area`]); until then no
+    /// preset applies.
     pub fn routes_effective(&self) -> Vec<Route> {
         preset::effective_routes(self.area, &self.routes)
+    }
+
+    /// This configuration with `area` in place of `auto`.
+    pub fn with_area(&self, area: Area) -> Self {
+        Self {
+            area,
+            ..self.clone()
+        }
     }
 
     /// The effective configuration as TOML: the area's table expanded into `[[route]]` entries.
@@ -324,6 +410,7 @@ impl Config {
                 name: Some(r.name),
                 domains: r.domains,
                 servers: r.servers,
+                names: r.names,
             })
             .collect();
         let header = format!(

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::{Area, Domain, RouteConfig, ServerAddr};
+use crate::{Area, Domain, ProbeName, RouteConfig, ServerAddr};
 
 const EAST: &str = include_str!("../../../config/presets/east.toml");
 const WEST: &str = include_str!("../../../config/presets/west.toml");
@@ -25,6 +25,8 @@ pub struct Route {
     pub domains: Vec<Domain>,
     /// Servers in order of preference.
     pub servers: Vec<ServerAddr>,
+    /// Health-probe questions for these servers (`. NS` when none is configured).
+    pub names: Vec<ProbeName>,
     /// Where the line comes from.
     pub origin: RouteOrigin,
 }
@@ -35,12 +37,21 @@ struct PresetFile {
     route: Vec<RouteConfig>,
 }
 
+/// The built-in NW-base servers of an area, for `area = "auto"` and `oqsdns check`.
+pub fn nw_base_servers(area: Area) -> Vec<ServerAddr> {
+    preset_routes(area)
+        .into_iter()
+        .filter(|r| r.name == "nw-base")
+        .flat_map(|r| r.servers)
+        .collect()
+}
+
 /// The built-in routes of an area, as in the guide.
 pub fn preset_routes(area: Area) -> Vec<Route> {
     let text = match area {
         Area::East => EAST,
         Area::West => WEST,
-        Area::None => return Vec::new(),
+        Area::Auto | Area::None => return Vec::new(),
     };
     let file: PresetFile = toml::from_str(text).expect("built-in preset parses");
     file.route
@@ -51,10 +62,16 @@ pub fn preset_routes(area: Area) -> Vec<Route> {
 
 fn into_route(route: RouteConfig, origin: RouteOrigin) -> Route {
     let name = route.name.unwrap_or_else(|| route.domains[0].to_string());
+    let names = if route.names.is_empty() {
+        vec![". NS".parse().expect("built-in probe")]
+    } else {
+        route.names
+    };
     Route {
         name,
         domains: route.domains,
         servers: route.servers,
+        names,
         origin,
     }
 }

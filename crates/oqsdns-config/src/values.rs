@@ -264,3 +264,100 @@ where
     }
     Ok(list)
 }
+
+/// A health-probe question: `"NAME"`, `"NAME TYPE"` or `"NAME TYPE RCODE"`.
+///
+/// A probe passes on NOERROR with an answer of the asked type, or on the given response code.
+/// The type defaults to AAAA (the guide's names all have one); `"."` asks the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeName {
+    /// The name, `"."` for the root.
+    pub name: String,
+    /// The record type asked, as a number.
+    pub rtype: u16,
+    /// The expected response code when not NOERROR-with-answer.
+    pub rcode: Option<u8>,
+}
+
+const PROBE_TYPES: &[(&str, u16)] = &[
+    ("A", 1),
+    ("NS", 2),
+    ("CNAME", 5),
+    ("SOA", 6),
+    ("PTR", 12),
+    ("MX", 15),
+    ("TXT", 16),
+    ("AAAA", 28),
+    ("SRV", 33),
+    ("HTTPS", 65),
+];
+
+const PROBE_RCODES: &[(&str, u8)] = &[("NOERROR", 0), ("NXDOMAIN", 3)];
+
+impl ProbeName {
+    /// The record type's mnemonic.
+    pub fn type_name(&self) -> String {
+        PROBE_TYPES
+            .iter()
+            .find(|(_, n)| *n == self.rtype)
+            .map_or_else(|| format!("TYPE{}", self.rtype), |(s, _)| (*s).to_string())
+    }
+}
+
+impl FromStr for ProbeName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut words = s.split_whitespace();
+        let name = words
+            .next()
+            .ok_or_else(|| "an empty probe name".to_string())?;
+        let name = if name == "." {
+            ".".to_string()
+        } else {
+            name.parse::<Domain>()?.to_string()
+        };
+        let rtype = match words.next() {
+            None => 28,
+            Some(t) => PROBE_TYPES
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(t))
+                .map(|(_, v)| *v)
+                .ok_or_else(|| format!("{t:?} is not a probe type"))?,
+        };
+        let rcode = match words.next() {
+            None => None,
+            Some(r) => Some(
+                PROBE_RCODES
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(r))
+                    .map(|(_, v)| *v)
+                    .ok_or_else(|| format!("{r:?} is not NOERROR or NXDOMAIN"))?,
+            ),
+        };
+        if words.next().is_some() {
+            return Err(format!(
+                "{s:?} has more than a name, a type and a response code"
+            ));
+        }
+        Ok(Self { name, rtype, rcode })
+    }
+}
+
+impl fmt::Display for ProbeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.name, self.type_name())?;
+        if let Some(code) = self.rcode {
+            let name = PROBE_RCODES
+                .iter()
+                .find(|(_, v)| *v == code)
+                .map_or("NOERROR", |(n, _)| n);
+            write!(f, " {name}")?;
+        }
+        Ok(())
+    }
+}
+
+string_serde!(
+    ProbeName,
+    "a probe such as \"www.lineauth.mnw\", \"www.example.com A\" or \". NS\""
+);

@@ -2,12 +2,14 @@
 //! groups) and the failover over a group's servers.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use oqsdns_config::{Config, DefaultServer, Route, RouteOrigin};
+use oqsdns_config::{Config, DefaultServer, ProbeName, Route, RouteOrigin};
 use tracing::{debug, warn};
 
 use crate::acl::Acl;
+use crate::health::{HealthRegistry, Outcome, Plan, ServerHealth, Thresholds};
 use crate::router::Router;
 use crate::throttle::Throttle;
 use crate::upstream::{self, Transport};
@@ -22,18 +24,31 @@ pub struct Group {
     /// The route's name, `default` for the default group.
     pub name: String,
     /// Servers in order: primary, alternate, ...
-    pub servers: Vec<SocketAddr>,
+    pub servers: Vec<Arc<ServerHealth>>,
+    /// The health-probe questions for these servers.
+    pub names: Vec<ProbeName>,
     /// True for a route of the table: its names never go to the default servers.
     pub split: bool,
     warn_failed: Throttle,
 }
 
 impl Group {
-    /// A group of servers.
-    pub fn new(name: impl Into<String>, servers: Vec<SocketAddr>, split: bool) -> Self {
+    /// A group of servers, their health kept in `registry`.
+    pub fn new(
+        name: &str,
+        servers: &[SocketAddr],
+        names: Vec<ProbeName>,
+        split: bool,
+        registry: &HealthRegistry,
+        limits: Thresholds,
+    ) -> Self {
         Self {
-            name: name.into(),
-            servers,
+            name: name.to_string(),
+            servers: servers
+                .iter()
+                .map(|&a| registry.get(a, name, limits))
+                .collect(),
+            names,
             split,
             warn_failed: Throttle::new(FAIL_WARN_INTERVAL),
         }
@@ -53,7 +68,11 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the runtime. `system` holds the nameservers that `"system"` stands for, with the
     /// daemon's own addresses already removed.
-    pub fn build(config: &Config, system: &[SocketAddr]) -> Self {
+    pub fn build(config: &Config, system: &[SocketAddr], registry: &HealthRegistry) -> Self {
+        let limits = Thresholds {
+            rise: config.health.rise,
+            fall: config.health.fall,
+        };
         let routes = config.routes_effective();
         let mut groups: Vec<Group> = Vec::with_capacity(routes.len() + 1);
         let default: Vec<SocketAddr> = config
@@ -65,11 +84,22 @@ impl Runtime {
                 DefaultServer::Addr(a) => vec![a.0],
             })
             .collect();
-        groups.push(Group::new("default", default, false));
+        let names = config.forward.names.clone();
+        groups.push(Group::new(
+            "default", &default, names, false, registry, limits,
+        ));
         let mut router = Router::new(0);
         for route in &routes {
-            let servers = route.servers.iter().map(|s| s.0).collect();
-            groups.push(Group::new(route.name.clone(), servers, true));
+            let servers: Vec<SocketAddr> = route.servers.iter().map(|s| s.0).collect();
+            let names = route.names.clone();
+            groups.push(Group::new(
+                &route.name,
+                &servers,
+                names,
+                true,
+                registry,
+                limits,
+            ));
             for domain in &route.domains {
                 router.insert(domain.as_str(), groups.len() - 1);
             }
@@ -106,26 +136,52 @@ impl Runtime {
             Transport::Tcp => MAX_MESSAGE,
         };
         let group = self.group_for(request.qname());
-        for &server in &group.servers {
-            let reply = match upstream::exchange(server, request, self.timeout, false).await {
-                Ok(reply) => reply,
-                Err(error) => {
-                    debug!(%error, %server, group = %group.name, "upstream failed");
+        // Servers known to be down go last, so once a failure is detected no query waits for it.
+        for last_resort in [false, true] {
+            for server in &group.servers {
+                let plan = server.plan();
+                if (plan == Plan::Last) != last_resort {
                     continue;
                 }
-            };
-            if reply.info.rcode == Rcode::ServFail as u8 || reply.info.rcode == Rcode::Refused as u8
-            {
-                debug!(rcode = reply.info.rcode, %server, group = %group.name, "upstream refused or failed");
-                continue;
-            }
-            match request.answer_from(&reply.bytes, limit, self.udp_payload) {
-                Some(answer) => return answer,
-                None => debug!(%server, group = %group.name, "malformed upstream reply"),
+                if let Some(answer) = self.ask(server, plan, group, request, limit).await {
+                    return answer;
+                }
             }
         }
         self.warn_failed(group);
         request.reply(Rcode::ServFail, 0, self.udp_payload)
+    }
+
+    /// One try of one server; `None` moves on to the next.
+    async fn ask(
+        &self,
+        server: &ServerHealth,
+        plan: Plan,
+        group: &Group,
+        request: &Request<'_>,
+        limit: usize,
+    ) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        let tcp_only = plan == Plan::TcpOnly;
+        let reply = match upstream::exchange(server.addr, request, self.timeout, tcp_only).await {
+            Ok(reply) => reply,
+            Err((transport, error)) => {
+                debug!(%error, server = %server.addr, route = %group.name, %transport, "upstream failed");
+                server.record(transport, &Outcome::Fail(error.to_string()), false);
+                return None;
+            }
+        };
+        server.record(reply.transport, &Outcome::Pass(started.elapsed()), false);
+        let rcode = reply.info.rcode;
+        if rcode == Rcode::ServFail as u8 || rcode == Rcode::Refused as u8 {
+            debug!(rcode, server = %server.addr, route = %group.name, "upstream refused or failed");
+            return None;
+        }
+        let answer = request.answer_from(&reply.bytes, limit, self.udp_payload);
+        if answer.is_none() {
+            debug!(server = %server.addr, route = %group.name, "malformed upstream reply");
+        }
+        answer
     }
 
     /// A reply of our own for `request` with `rcode`.
@@ -137,7 +193,7 @@ impl Runtime {
         if !group.warn_failed.ready() {
             return;
         }
-        let servers: Vec<String> = group.servers.iter().map(ToString::to_string).collect();
+        let servers: Vec<String> = group.servers.iter().map(|s| s.addr.to_string()).collect();
         if servers.is_empty() {
             warn!(route = %group.name, "route has no servers; answering SERVFAIL");
         } else {

@@ -4,6 +4,8 @@
 pub mod acl;
 pub mod forward;
 pub mod handler;
+pub mod health;
+pub mod probe;
 pub mod router;
 pub mod server;
 pub mod system;

@@ -56,32 +56,31 @@ pub struct Reply {
 }
 
 /// Asks `server` the client's question: over UDP first (unless `tcp_only`), and over TCP when the
-/// UDP answer is truncated. Each transport gets `timeout`.
+/// UDP answer is truncated. Each transport gets `timeout`. An error names the transport that
+/// failed.
 pub async fn exchange(
     server: SocketAddr,
     request: &Request<'_>,
     timeout: Duration,
     tcp_only: bool,
-) -> Result<Reply, UpstreamError> {
+) -> Result<Reply, (Transport, UpstreamError)> {
     if !tcp_only {
         let id = rand::random::<u16>();
         let query = request.upstream_query(id);
         let deadline = Instant::now() + timeout;
-        let reply = udp(server, &query, id, request.question(), deadline).await?;
+        let reply = udp(server, &query, id, request.question(), deadline)
+            .await
+            .map_err(|e| (Transport::Udp, e))?;
         if !reply.info.truncated {
             return Ok(reply);
         }
     }
     let id = rand::random::<u16>();
     let query = request.upstream_query(id);
-    tcp(
-        server,
-        &query,
-        id,
-        request.question(),
-        Instant::now() + timeout,
-    )
-    .await
+    let deadline = Instant::now() + timeout;
+    tcp(server, &query, id, request.question(), deadline)
+        .await
+        .map_err(|e| (Transport::Tcp, e))
 }
 
 /// One UDP exchange from a fresh socket (a new random source port) connected to `server`, so the

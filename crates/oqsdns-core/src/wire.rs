@@ -465,6 +465,31 @@ pub fn name_to_wire(domain: &str) -> Vec<u8> {
     name_to_wire_keep_case(&domain.to_ascii_lowercase())
 }
 
+/// A recursive query with a fresh EDNS record, for probes and `oqsdns check`.
+pub fn build_query(id: u16, qname: &[u8], qtype: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + qname.len() + 15);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&RD.to_be_bytes());
+    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
+    out.extend_from_slice(qname);
+    out.extend_from_slice(&qtype.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    push_opt(&mut out, UPSTREAM_PAYLOAD, 0, false);
+    out
+}
+
+/// The type and data of every record in a reply's answer section; `None` if it does not parse.
+pub fn answer_records(reply: &[u8]) -> Option<Vec<(u16, &[u8])>> {
+    let question_end = skip_name(reply, HEADER_LEN)? + 4;
+    let mut records = Vec::new();
+    walk_records(reply, question_end, counts(reply)[1], |rec| {
+        let rtype = u16_at(reply, rec.rtype_at)?;
+        records.push((rtype, &reply[rec.rtype_at + 10..rec.end]));
+        Some(())
+    })?;
+    Some(records)
+}
+
 /// Converts a presentation-format domain to wire format, keeping its case (for tests and probes).
 pub fn name_to_wire_keep_case(domain: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(domain.len() + 2);

@@ -1,4 +1,5 @@
-//! The oqsdns daemon: sockets, the servers' lifetime, logging and signals around the query path.
+//! The oqsdns daemon: sockets, the servers' lifetime, health probes, reload, logging and signals
+//! around the query path.
 #![forbid(unsafe_code)]
 
 pub mod logging;
@@ -7,9 +8,11 @@ pub mod sockets;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use oqsdns_config::Config;
+use oqsdns_config::{Area, Config, DefaultServer};
+use oqsdns_core::health::{HealthRegistry, State};
+use oqsdns_core::probe::{self, probe_loop};
 use oqsdns_core::server::{serve_tcp, serve_udp, TcpLimits};
 use oqsdns_core::{acl, forward, system, Handler, Runtime};
 use tokio_util::sync::CancellationToken;
@@ -31,18 +34,173 @@ pub fn system_servers(resolv_conf: &Path, listening: &[SocketAddr]) -> Vec<Socke
     system::without_self(servers, listening, &acl::interface_addresses())
 }
 
+/// Replaces `area = "auto"` by the area whose NW-base servers answer (East when neither does).
+pub async fn resolve_area(config: &Config) -> Config {
+    if config.area != Area::Auto {
+        return config.clone();
+    }
+    let timeout = config.health.timeout.0;
+    match probe::detect_area(timeout).await {
+        Some(area) => {
+            info!(%area, "area auto: chose the area whose NW-base DNS answers");
+            config.with_area(area)
+        }
+        None => {
+            warn!("area auto: no NW-base DNS answers in either area; using east until one does");
+            config.with_area(Area::East)
+        }
+    }
+}
+
+/// The daemon's state between listeners and configuration: the handler, the health of every
+/// upstream, and the probe loops of the configuration in force.
+#[derive(Debug)]
+pub struct Daemon {
+    handler: Arc<Handler>,
+    registry: HealthRegistry,
+    listening: Vec<SocketAddr>,
+    /// The configuration in force as written (`area` may be `auto`), and the probes' token.
+    current: Mutex<(Config, CancellationToken)>,
+    shutdown: CancellationToken,
+}
+
+impl Daemon {
+    /// Builds the runtime of `config` for a daemon listening on `listening`, resolving
+    /// `area = "auto"`, and starts its probe loops.
+    pub async fn start(
+        config: &Config,
+        listening: &[SocketAddr],
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let resolved = resolve_area(config).await;
+        let registry = HealthRegistry::default();
+        let runtime = build_runtime(&resolved, listening, &registry);
+        log_table(&resolved, &runtime);
+        let handler = Arc::new(Handler::new(runtime, config.server.max_inflight));
+        let daemon = Arc::new(Self {
+            handler,
+            registry,
+            listening: listening.to_vec(),
+            current: Mutex::new((config.clone(), CancellationToken::new())),
+            shutdown,
+        });
+        daemon.spawn_probes(&resolved);
+        tokio::spawn(watch_area(
+            Arc::downgrade(&daemon),
+            config.health.interval.0,
+        ));
+        daemon
+    }
+
+    /// The handler the listeners use.
+    pub fn handler(&self) -> Arc<Handler> {
+        self.handler.clone()
+    }
+
+    /// The runtime in force.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.handler.runtime()
+    }
+
+    /// Puts `config` in force (resolving `area = "auto"`): routes, servers and probes. Queries
+    /// under way finish with the old runtime; servers that stay keep their health.
+    pub async fn apply(&self, config: &Config) {
+        let resolved = resolve_area(config).await;
+        self.lock().0 = config.clone();
+        self.apply_resolved(&resolved);
+    }
+
+    fn apply_resolved(&self, resolved: &Config) {
+        let runtime = build_runtime(resolved, &self.listening, &self.registry);
+        log_table(resolved, &runtime);
+        let kept: Vec<_> = runtime
+            .groups()
+            .iter()
+            .flat_map(|g| g.servers.iter().cloned())
+            .collect();
+        self.handler.replace(runtime);
+        self.registry.retain(&kept);
+        self.spawn_probes(resolved);
+    }
+
+    /// The configuration in force, as written.
+    pub fn config(&self) -> Config {
+        self.lock().0.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Config, CancellationToken)> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn spawn_probes(&self, config: &Config) {
+        let token = self.shutdown.child_token();
+        let old = std::mem::replace(&mut self.lock().1, token.clone());
+        old.cancel();
+        let (interval, timeout) = (config.health.interval.0, config.health.timeout.0);
+        let runtime = self.handler.runtime();
+        let mut seen: Vec<*const oqsdns_core::health::ServerHealth> = Vec::new();
+        for group in runtime.groups() {
+            for server in &group.servers {
+                if seen.contains(&Arc::as_ptr(server)) {
+                    continue;
+                }
+                seen.push(Arc::as_ptr(server));
+                let names = group.names.clone();
+                tokio::spawn(probe_loop(
+                    server.clone(),
+                    names,
+                    interval,
+                    timeout,
+                    token.clone(),
+                ));
+            }
+        }
+    }
+}
+
+/// With `area = "auto"`, chooses the area again whenever every NW-base server is down.
+async fn watch_area(daemon: std::sync::Weak<Daemon>, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        let Some(shutdown) = daemon.upgrade().map(|d| d.shutdown.clone()) else {
+            return;
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(daemon) = daemon.upgrade() else {
+            return;
+        };
+        let config = daemon.config();
+        if config.area != Area::Auto {
+            continue;
+        }
+        let runtime = daemon.runtime();
+        let nw_base = runtime.groups().iter().find(|g| g.name == "nw-base");
+        let all_down = nw_base.is_some_and(|g| g.servers.iter().all(|s| s.state() == State::Down));
+        if all_down {
+            warn!("area auto: every NW-base server is down; probing both areas again");
+            let resolved = resolve_area(&config).await;
+            daemon.apply_resolved(&resolved);
+        }
+    }
+}
+
 /// Builds the runtime of `config` for a daemon listening on `listening`.
-pub fn build_runtime(config: &Config, listening: &[SocketAddr]) -> Runtime {
-    let needs_system = config
-        .forward
-        .default
-        .contains(&oqsdns_config::DefaultServer::System);
+pub fn build_runtime(
+    config: &Config,
+    listening: &[SocketAddr],
+    registry: &HealthRegistry,
+) -> Runtime {
+    let needs_system = config.forward.default.contains(&DefaultServer::System);
     let system = if needs_system {
         system_servers(Path::new(RESOLV_CONF), listening)
     } else {
         Vec::new()
     };
-    Runtime::build(config, &system)
+    Runtime::build(config, &system, registry)
 }
 
 /// Serves `config` on the already bound `listeners` until `shutdown` is cancelled, then waits for
@@ -53,10 +211,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
-    let runtime = build_runtime(config, &addrs);
-    log_table(config, &runtime);
-    let handler = Arc::new(Handler::new(runtime, config.server.max_inflight));
-    serve(config, listeners, handler, shutdown).await
+    let daemon = Daemon::start(config, &addrs, shutdown.clone()).await;
+    serve(config, listeners, daemon.handler(), shutdown).await
 }
 
 /// Runs the UDP and TCP servers of every listener with `handler`.
@@ -92,7 +248,7 @@ fn log_table(config: &Config, runtime: &Runtime) {
         info!("route {}", forward::describe_route(&route));
     }
     let default = &runtime.groups()[0];
-    let servers: Vec<String> = default.servers.iter().map(ToString::to_string).collect();
+    let servers: Vec<String> = default.servers.iter().map(|s| s.addr.to_string()).collect();
     if servers.is_empty() {
         warn!("the default route has no servers: names outside the table get SERVFAIL");
     } else {

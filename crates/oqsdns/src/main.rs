@@ -3,11 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use oqsdns::Daemon;
 use oqsdns_config::{Area, Config, ServerAddr};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// A DNS forwarder for the Online Qualification Confirmation network (オンライン資格確認).
 #[derive(Debug, Parser)]
@@ -64,6 +66,31 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     })
 }
 
+/// How to read the configuration again on SIGHUP: the file and the command line's overrides.
+#[derive(Debug, Clone)]
+struct Source {
+    path: Option<PathBuf>,
+    area: Option<Area>,
+    listen: Vec<ServerAddr>,
+}
+
+impl Source {
+    fn load(&self) -> Result<Config, oqsdns_config::ConfigError> {
+        let mut config = match &self.path {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(area) = self.area {
+            config.area = area;
+        }
+        if !self.listen.is_empty() {
+            config.server.listen.clone_from(&self.listen);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -90,27 +117,25 @@ fn main() -> ExitCode {
             area,
             listen,
         } => {
-            let mut config = match load(config.as_ref()) {
-                Ok(config) => config,
-                Err(code) => return code,
+            let source = Source {
+                path: config,
+                area,
+                listen,
             };
-            if let Some(area) = area {
-                config.area = area;
-            }
-            if !listen.is_empty() {
-                config.server.listen = listen;
-            }
-            if let Err(e) = config.validate() {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
+            let config = match source.load() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             oqsdns::logging::init();
-            run(config)
+            run(config, source)
         }
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, source: Source) -> ExitCode {
     let addrs: Vec<SocketAddr> = config.server.listen.iter().map(|a| a.0).collect();
     let listeners = match oqsdns::bind_all(&addrs) {
         Ok(listeners) => listeners,
@@ -119,6 +144,7 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let bound: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -131,8 +157,9 @@ fn run(config: Config) -> ExitCode {
     };
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
-        match oqsdns::run(&config, listeners, shutdown).await {
+        let daemon = Daemon::start(&config, &bound, shutdown.clone()).await;
+        tokio::spawn(signals(shutdown.clone(), daemon.clone(), source));
+        match oqsdns::serve(&config, listeners, daemon.handler(), shutdown).await {
             Ok(()) => {
                 info!("stopped");
                 ExitCode::SUCCESS
@@ -145,19 +172,43 @@ fn run(config: Config) -> ExitCode {
     })
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// SIGTERM and SIGINT stop the daemon; SIGHUP reloads the configuration, keeping the running one
+/// when the file is broken.
+async fn signals(shutdown: CancellationToken, daemon: Arc<Daemon>, source: Source) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
+        error!("cannot install signal handlers");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&daemon, &source).await,
+        }
     }
     info!("shutting down");
     oqsdns::notify::stopping();
     shutdown.cancel();
+}
+
+async fn reload(daemon: &Daemon, source: &Source) {
+    oqsdns::notify::reloading();
+    match source.load() {
+        Err(e) => error!("reload failed; the running configuration stays in force: {e}"),
+        Ok(config) => {
+            if config.server != daemon.config().server {
+                warn!(
+                    "[server] changed: listen addresses and limits take effect at the next restart"
+                );
+            }
+            daemon.apply(&config).await;
+            info!("configuration reloaded");
+        }
+    }
+    oqsdns::notify::reloaded();
 }

@@ -101,13 +101,15 @@ fn nxdomain_upstream(stop: Arc<AtomicBool>) -> (SocketAddr, std::thread::JoinHan
 
 #[test]
 fn the_daemon_answers_and_stops_on_sigterm() {
+    // No area: the guide's servers are not reachable from here, and the health probes must not
+    // send anything beyond loopback.
     let dir = scratch("run");
     let stop = Arc::new(AtomicBool::new(false));
     let (upstream, upstream_thread) = nxdomain_upstream(stop.clone());
     let config = dir.join("oqsdns.toml");
     std::fs::write(
         &config,
-        format!("area = \"east\"\n[server]\nlisten = [\"127.0.0.1:0\"]\n[forward]\ndefault = [\"{upstream}\"]\n"),
+        format!("area = \"none\"\n[server]\nlisten = [\"127.0.0.1:0\"]\n[forward]\ndefault = [\"{upstream}\"]\n"),
     )
     .unwrap();
     let notify_path = dir.join("notify.sock");
@@ -173,10 +175,11 @@ fn the_daemon_answers_and_stops_on_sigterm() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut stderr_pipe, &mut stderr).unwrap();
     assert!(
-        stderr.contains("nw-base") && stderr.contains("listening"),
+        stderr.contains("route default") && stderr.contains("listening"),
         "start-up log: {stderr}"
     );
     stop.store(true, Ordering::Relaxed);
-    assert_eq!(upstream_thread.join().unwrap(), 1);
+    // The query, plus the health probes of the default server (`. NS`).
+    assert!(upstream_thread.join().unwrap() >= 1);
     std::fs::remove_dir_all(dir).unwrap();
 }

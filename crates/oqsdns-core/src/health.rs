@@ -1,0 +1,298 @@
+//! Upstream health: per server and transport, up, degraded or down, changed only after
+//! consecutive results (rise/fall), fed by the probe loop and by real queries. The query path
+//! reads it with atomic loads only.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::upstream::Transport;
+
+/// The state of one server over one transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum State {
+    /// Not probed yet: treated as up.
+    Unknown = 0,
+    /// Answers.
+    Up = 1,
+    /// Answers, but much slower than usual.
+    Degraded = 2,
+    /// Does not answer.
+    Down = 3,
+}
+
+impl State {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Up,
+            2 => Self::Degraded,
+            3 => Self::Down,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// The lower-case English name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Up => "up",
+            Self::Degraded => "degraded",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// Thresholds of the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Consecutive passes that bring a server back up.
+    pub rise: u32,
+    /// Consecutive failures (or slow passes) that take it down (or to degraded).
+    pub fall: u32,
+}
+
+/// A probe or query outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered in this time.
+    Pass(Duration),
+    /// Failed, for this reason.
+    Fail(String),
+}
+
+/// A slow answer is one over this multiple of the usual latency (plus [`SLOW_MARGIN`]).
+const SLOW_FACTOR: u32 = 4;
+const SLOW_MARGIN: Duration = Duration::from_millis(100);
+
+/// One server over one transport.
+#[derive(Debug, Default)]
+pub struct Track {
+    state: AtomicU8,
+    passes: AtomicU32,
+    fails: AtomicU32,
+    slows: AtomicU32,
+    latency_us: AtomicU32,
+    baseline_us: AtomicU32,
+    /// Whether the last fall to down came from probes (rather than from real queries).
+    probed_down: std::sync::atomic::AtomicBool,
+    reason: Mutex<String>,
+}
+
+impl Track {
+    /// The current state.
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Whether queries should avoid this transport of the server.
+    pub fn is_down(&self) -> bool {
+        self.state() == State::Down
+    }
+
+    /// The last measured latency.
+    pub fn latency(&self) -> Duration {
+        Duration::from_micros(u64::from(self.latency_us.load(Ordering::Relaxed)))
+    }
+
+    /// Why the state is what it is (the last failure's reason, empty when up).
+    pub fn reason(&self) -> String {
+        self.reason.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Records an outcome; returns the new state when it changed. `probe` outcomes also feed the
+    /// latency baseline and the slow detection; real queries only count passes and failures.
+    pub fn record(&self, outcome: &Outcome, limits: Thresholds, probe: bool) -> Option<State> {
+        match outcome {
+            Outcome::Pass(latency) => {
+                let us = latency.as_micros().min(u32::MAX as u128) as u32;
+                if self.fails.load(Ordering::Relaxed) != 0 {
+                    self.fails.store(0, Ordering::Relaxed);
+                }
+                if !probe {
+                    return self.pass(limits, State::Up);
+                }
+                self.latency_us.store(us, Ordering::Relaxed);
+                let baseline = self.baseline_us.load(Ordering::Relaxed);
+                let slow_above =
+                    baseline.saturating_mul(SLOW_FACTOR) + SLOW_MARGIN.as_micros() as u32;
+                if baseline != 0 && us > slow_above {
+                    self.passes.store(0, Ordering::Relaxed);
+                    let slows = self.slows.fetch_add(1, Ordering::Relaxed) + 1;
+                    if slows >= limits.fall {
+                        let reason =
+                            format!("slow: {} ms, usually {} ms", us / 1000, baseline / 1000);
+                        return self.change(State::Degraded, reason);
+                    }
+                    return None;
+                }
+                self.slows.store(0, Ordering::Relaxed);
+                let next = if baseline == 0 {
+                    us
+                } else {
+                    (baseline * 7 + us) / 8
+                };
+                self.baseline_us.store(next, Ordering::Relaxed);
+                self.pass(limits, State::Up)
+            }
+            Outcome::Fail(reason) => {
+                self.passes.store(0, Ordering::Relaxed);
+                let fails = self.fails.fetch_add(1, Ordering::Relaxed) + 1;
+                if fails >= limits.fall {
+                    let changed = self.change(State::Down, reason.clone());
+                    if changed.is_some() || probe {
+                        self.probed_down.store(probe, Ordering::Relaxed);
+                    }
+                    return changed;
+                }
+                if let Ok(mut last) = self.reason.lock() {
+                    last.clone_from(reason);
+                }
+                None
+            }
+        }
+    }
+
+    fn pass(&self, limits: Thresholds, to: State) -> Option<State> {
+        let state = self.state();
+        if state == State::Up {
+            return None;
+        }
+        let passes = self.passes.fetch_add(1, Ordering::Relaxed) + 1;
+        // A server never probed before is up at its first pass.
+        if state == State::Unknown || passes >= limits.rise {
+            return self.change(to, String::new());
+        }
+        None
+    }
+
+    fn change(&self, to: State, reason: String) -> Option<State> {
+        let from = self.state.swap(to as u8, Ordering::Relaxed);
+        if let Ok(mut last) = self.reason.lock() {
+            *last = reason;
+        }
+        (from != to as u8).then_some(to)
+    }
+}
+
+/// The health of one upstream server.
+#[derive(Debug)]
+pub struct ServerHealth {
+    /// The server.
+    pub addr: SocketAddr,
+    /// The route it serves, for logs.
+    pub route: String,
+    /// Over UDP.
+    pub udp: Track,
+    /// Over TCP.
+    pub tcp: Track,
+    limits: Thresholds,
+    changes: tokio::sync::watch::Sender<u32>,
+}
+
+/// How the query path should use a server now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// UDP, with TCP after a truncated answer.
+    Udp,
+    /// UDP is down but TCP answers: TCP only.
+    TcpOnly,
+    /// Down over both: try only after the servers that are up.
+    Last,
+}
+
+impl ServerHealth {
+    /// A server not probed yet.
+    pub fn new(addr: SocketAddr, route: impl Into<String>, limits: Thresholds) -> Self {
+        Self {
+            addr,
+            route: route.into(),
+            udp: Track::default(),
+            tcp: Track::default(),
+            limits,
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// The track of one transport.
+    pub fn track(&self, transport: Transport) -> &Track {
+        match transport {
+            Transport::Udp => &self.udp,
+            Transport::Tcp => &self.tcp,
+        }
+    }
+
+    /// How to use this server now. TCP alone is used only when probes saw UDP fail while TCP
+    /// passed; UDP failures of real queries alone say nothing of TCP, so such a server goes last
+    /// until the next probe round tells.
+    pub fn plan(&self) -> Plan {
+        match (self.udp.is_down(), self.tcp.is_down()) {
+            (false, _) => Plan::Udp,
+            (true, false) if self.udp.probed_down.load(Ordering::Relaxed) => Plan::TcpOnly,
+            _ => Plan::Last,
+        }
+    }
+
+    /// The overall state: up, degraded when one transport is down or slow, down when both are.
+    pub fn state(&self) -> State {
+        match (self.udp.state(), self.tcp.state()) {
+            (State::Down, State::Down) => State::Down,
+            (State::Down, _) | (_, State::Down) | (State::Degraded, _) | (_, State::Degraded) => {
+                State::Degraded
+            }
+            (State::Unknown, State::Unknown) => State::Unknown,
+            _ => State::Up,
+        }
+    }
+
+    /// A receiver that sees a new value at every change of state.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u32> {
+        self.changes.subscribe()
+    }
+
+    /// Records an outcome of one transport, logging a change of state once.
+    pub fn record(&self, transport: Transport, outcome: &Outcome, probe: bool) {
+        let Some(state) = self.track(transport).record(outcome, self.limits, probe) else {
+            return;
+        };
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        let reason = self.track(transport).reason();
+        let (server, route) = (self.addr, &self.route);
+        match state {
+            State::Up => info!(%server, %route, %transport, "upstream is up"),
+            State::Down => warn!(%server, %route, %transport, %reason, "upstream is down"),
+            State::Degraded => warn!(%server, %route, %transport, %reason, "upstream is degraded"),
+            State::Unknown => {}
+        }
+    }
+}
+
+/// Every server's health, kept across reloads so that a server that stays keeps its state.
+#[derive(Debug, Default)]
+pub struct HealthRegistry {
+    servers: Mutex<HashMap<(SocketAddr, String), Arc<ServerHealth>>>,
+}
+
+impl HealthRegistry {
+    /// The health of `addr` in `route`, created on first use.
+    pub fn get(&self, addr: SocketAddr, route: &str, limits: Thresholds) -> Arc<ServerHealth> {
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        servers
+            .entry((addr, route.to_string()))
+            .or_insert_with(|| Arc::new(ServerHealth::new(addr, route, limits)))
+            .clone()
+    }
+
+    /// Forgets servers no longer in `keep`.
+    pub fn retain(&self, keep: &[Arc<ServerHealth>]) {
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        servers.retain(|_, s| keep.iter().any(|k| Arc::ptr_eq(k, s)));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,120 @@
+//! The health state machine: rise and fall, slow answers, per-transport plans.
+
+use super::*;
+
+const LIMITS: Thresholds = Thresholds { rise: 2, fall: 3 };
+
+fn pass(ms: u64) -> Outcome {
+    Outcome::Pass(Duration::from_millis(ms))
+}
+
+fn fail() -> Outcome {
+    Outcome::Fail("timed out".into())
+}
+
+#[test]
+fn falls_after_consecutive_failures_and_rises_after_consecutive_passes() {
+    let track = Track::default();
+    assert_eq!(
+        track.record(&pass(5), LIMITS, true),
+        Some(State::Up),
+        "first pass: up"
+    );
+    assert_eq!(track.record(&fail(), LIMITS, true), None);
+    assert_eq!(track.record(&fail(), LIMITS, true), None);
+    assert_eq!(
+        track.record(&pass(5), LIMITS, true),
+        None,
+        "a pass resets the failures"
+    );
+    assert_eq!(track.record(&fail(), LIMITS, true), None);
+    assert_eq!(track.record(&fail(), LIMITS, true), None);
+    assert_eq!(track.record(&fail(), LIMITS, true), Some(State::Down));
+    assert_eq!(track.reason(), "timed out");
+    assert_eq!(
+        track.record(&fail(), LIMITS, true),
+        None,
+        "a change is reported once"
+    );
+    assert_eq!(
+        track.record(&pass(5), LIMITS, true),
+        None,
+        "one pass is not enough"
+    );
+    assert_eq!(track.record(&fail(), LIMITS, true), None);
+    assert_eq!(track.record(&pass(5), LIMITS, true), None);
+    assert_eq!(track.record(&pass(5), LIMITS, true), Some(State::Up));
+    assert_eq!(track.reason(), "");
+}
+
+#[test]
+fn real_query_failures_count_too() {
+    let track = Track::default();
+    for _ in 0..2 {
+        assert_eq!(track.record(&fail(), LIMITS, false), None);
+    }
+    assert_eq!(track.record(&fail(), LIMITS, false), Some(State::Down));
+}
+
+#[test]
+fn slow_answers_degrade_and_normal_ones_recover() {
+    let track = Track::default();
+    for _ in 0..5 {
+        track.record(&pass(10), LIMITS, true);
+    }
+    assert_eq!(track.state(), State::Up);
+    assert_eq!(track.record(&pass(900), LIMITS, true), None);
+    assert_eq!(track.record(&pass(900), LIMITS, true), None);
+    assert_eq!(
+        track.record(&pass(900), LIMITS, true),
+        Some(State::Degraded)
+    );
+    assert!(
+        track.reason().starts_with("slow: 900 ms"),
+        "{}",
+        track.reason()
+    );
+    assert!(!track.is_down(), "a slow server is still used");
+    assert_eq!(track.record(&pass(10), LIMITS, true), None);
+    assert_eq!(track.record(&pass(10), LIMITS, true), Some(State::Up));
+}
+
+#[test]
+fn a_server_whose_udp_fails_is_used_over_tcp() {
+    let server = ServerHealth::new(
+        "[2404:1a8:f583:d00::53:1]:53".parse().unwrap(),
+        "nw-base",
+        LIMITS,
+    );
+    assert_eq!(server.plan(), Plan::Udp);
+    assert_eq!(server.state(), State::Unknown);
+    server.record(Transport::Tcp, &pass(5), true);
+    for _ in 0..3 {
+        server.record(Transport::Udp, &fail(), true);
+    }
+    assert_eq!(server.plan(), Plan::TcpOnly);
+    assert_eq!(server.state(), State::Degraded);
+    for _ in 0..3 {
+        server.record(Transport::Tcp, &fail(), true);
+    }
+    assert_eq!(server.plan(), Plan::Last);
+    assert_eq!(server.state(), State::Down);
+    server.record(Transport::Udp, &pass(5), true);
+    server.record(Transport::Udp, &pass(5), true);
+    assert_eq!(server.plan(), Plan::Udp);
+}
+
+#[test]
+fn the_registry_keeps_state_across_rebuilds() {
+    let registry = HealthRegistry::default();
+    let addr = "192.0.2.1:53".parse().unwrap();
+    let first = registry.get(addr, "nw-base", LIMITS);
+    for _ in 0..3 {
+        first.record(Transport::Udp, &fail(), true);
+    }
+    let again = registry.get(addr, "nw-base", LIMITS);
+    assert!(Arc::ptr_eq(&first, &again));
+    assert!(again.udp.is_down());
+    registry.retain(&[]);
+    assert!(!registry.get(addr, "nw-base", LIMITS).udp.is_down());
+}

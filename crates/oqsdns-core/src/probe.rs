@@ -1,0 +1,185 @@
+//! Health probes: the guide's step-7 questions asked of one server over one transport, and the
+//! loop that asks them every interval. `oqsdns check` runs the same probes once.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use oqsdns_config::ProbeName;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{Outcome, ServerHealth};
+use crate::upstream::{self, Transport};
+use crate::wire::{self, Rcode};
+
+/// One probe's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResult {
+    /// The question.
+    pub probe: ProbeName,
+    /// The addresses of the answer (A and AAAA), or why it failed.
+    pub result: Result<Vec<IpAddr>, String>,
+    /// Time to the answer (or to the failure).
+    pub latency: Duration,
+}
+
+/// Asks `server` one probe question over `transport`.
+pub async fn probe(
+    server: SocketAddr,
+    transport: Transport,
+    probe: &ProbeName,
+    timeout: Duration,
+) -> ProbeResult {
+    let started = Instant::now();
+    let id = rand::random::<u16>();
+    let qname = wire::name_to_wire(&probe.name);
+    let query = wire::build_query(id, &qname, probe.rtype);
+    let question = &query[wire::HEADER_LEN..wire::HEADER_LEN + qname.len() + 4];
+    let deadline = started + timeout;
+    let reply = match transport {
+        Transport::Udp => upstream::udp(server, &query, id, question, deadline).await,
+        Transport::Tcp => upstream::tcp(server, &query, id, question, deadline).await,
+    };
+    let result = match reply {
+        Err(error) => Err(error.to_string()),
+        Ok(reply) => judge(probe, &reply.bytes, reply.info.rcode, reply.info.truncated),
+    };
+    ProbeResult {
+        probe: probe.clone(),
+        result,
+        latency: started.elapsed(),
+    }
+}
+
+fn rcode_name(rcode: u8) -> String {
+    match rcode {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        n => format!("RCODE{n}"),
+    }
+}
+
+fn judge(
+    probe: &ProbeName,
+    reply: &[u8],
+    rcode: u8,
+    truncated: bool,
+) -> Result<Vec<IpAddr>, String> {
+    if let Some(expected) = probe.rcode {
+        return if rcode == expected {
+            Ok(Vec::new())
+        } else {
+            Err(rcode_name(rcode))
+        };
+    }
+    if rcode != Rcode::NoError as u8 {
+        return Err(rcode_name(rcode));
+    }
+    if truncated {
+        return Ok(Vec::new()); // the server answered over this transport; TC is not a failure
+    }
+    let records = wire::answer_records(reply).ok_or("malformed answer")?;
+    if !records.iter().any(|(rtype, _)| *rtype == probe.rtype) {
+        return Err(format!("no {} record in the answer", probe.type_name()));
+    }
+    Ok(records
+        .iter()
+        .filter_map(|(rtype, data)| address(*rtype, data))
+        .collect())
+}
+
+fn address(rtype: u16, data: &[u8]) -> Option<IpAddr> {
+    match (rtype, data.len()) {
+        (1, 4) => Some(Ipv4Addr::new(data[0], data[1], data[2], data[3]).into()),
+        (28, 16) => Some(Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?).into()),
+        _ => None,
+    }
+}
+
+/// Asks every probe of `names`; the round passes when every probe passes.
+pub async fn round(
+    server: SocketAddr,
+    transport: Transport,
+    names: &[ProbeName],
+    timeout: Duration,
+) -> (Outcome, Vec<ProbeResult>) {
+    let mut results = Vec::with_capacity(names.len());
+    for name in names {
+        results.push(probe(server, transport, name, timeout).await);
+    }
+    let outcome = match results
+        .iter()
+        .find_map(|r| r.result.as_ref().err().map(|e| (&r.probe, e)))
+    {
+        Some((probe, error)) => Outcome::Fail(format!("{}: {error}", probe.name)),
+        None => Outcome::Pass(results.iter().map(|r| r.latency).max().unwrap_or_default()),
+    };
+    (outcome, results)
+}
+
+/// Probes one server over UDP and TCP every `interval` until `shutdown`, the first time at once.
+pub async fn probe_loop(
+    server: Arc<ServerHealth>,
+    names: Vec<ProbeName>,
+    interval: Duration,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let rounds = async {
+            tokio::join!(
+                round(server.addr, Transport::Udp, &names, timeout),
+                round(server.addr, Transport::Tcp, &names, timeout),
+            )
+        };
+        let ((udp, _), (tcp, _)) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            done = rounds => done,
+        };
+        server.record(Transport::Udp, &udp, true);
+        server.record(Transport::Tcp, &tcp, true);
+    }
+}
+
+/// The area whose NW-base servers answer `www.lineauth.mnw` over UDP or TCP (East when both
+/// do). Every server is asked at once, so this takes at most `timeout`.
+pub async fn detect_area(timeout: Duration) -> Option<oqsdns_config::Area> {
+    let question: ProbeName = "www.lineauth.mnw".parse().expect("built-in probe");
+    let mut asks = tokio::task::JoinSet::new();
+    for area in oqsdns_config::Area::CONCRETE {
+        for server in oqsdns_config::nw_base_servers(area) {
+            for transport in [Transport::Udp, Transport::Tcp] {
+                let question = question.clone();
+                asks.spawn(async move {
+                    (
+                        area,
+                        probe(server.0, transport, &question, timeout)
+                            .await
+                            .result
+                            .is_ok(),
+                    )
+                });
+            }
+        }
+    }
+    let mut answered = Vec::new();
+    while let Some(Ok((area, ok))) = asks.join_next().await {
+        if ok {
+            answered.push(area);
+        }
+    }
+    oqsdns_config::Area::CONCRETE
+        .into_iter()
+        .find(|a| answered.contains(a))
+}
