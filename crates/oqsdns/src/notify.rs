@@ -38,7 +38,9 @@ fn send(states: &[NotifyState<'_>]) {
 
 /// Pings the watchdog at half its interval until `shutdown`, if systemd asked for it.
 pub async fn watchdog(shutdown: CancellationToken) {
-    let Some(interval) = sd_notify::watchdog_enabled() else { return };
+    let Some(interval) = sd_notify::watchdog_enabled() else {
+        return;
+    };
     let mut tick = tokio::time::interval((interval / 2).max(Duration::from_millis(100)));
     loop {
         tokio::select! {
