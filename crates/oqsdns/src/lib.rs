@@ -5,6 +5,7 @@
 pub mod logging;
 pub mod notify;
 pub mod sockets;
+pub mod uci;
 
 use std::net::SocketAddr;
 use std::path::Path;

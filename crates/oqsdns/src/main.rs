@@ -53,6 +53,11 @@ enum ConfigCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Translate an OpenWrt UCI file (/etc/config/oqsdns) into TOML on stdout; exit 2 if invalid.
+    FromUci {
+        /// The UCI file.
+        path: PathBuf,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
@@ -112,6 +117,29 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Config {
+            command: ConfigCommand::FromUci { path },
+        } => {
+            let translated = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    oqsdns::uci::from_uci(&text, &|p| std::fs::read_to_string(p))
+                        .map_err(|e| e.to_string())
+                });
+            match translated {
+                Ok(config) => {
+                    print!(
+                        "{}",
+                        oqsdns::uci::to_toml(&config, &path.display().to_string())
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", path.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run {
             config,
             area,
