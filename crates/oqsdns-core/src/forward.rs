@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oqsdns_config::{Config, DefaultServer, ProbeName, Route, RouteOrigin};
+use oqsdns_config::{Area, Config, DefaultServer, ProbeName, Route, RouteOrigin};
 use tracing::{debug, warn};
 
 use crate::acl::Acl;
@@ -58,6 +58,7 @@ impl Group {
 /// Everything a query needs, built from one configuration; swapped whole on reload.
 #[derive(Debug)]
 pub struct Runtime {
+    area: Area,
     acl: Acl,
     router: Router,
     groups: Vec<Group>,
@@ -105,12 +106,23 @@ impl Runtime {
             }
         }
         Self {
+            area: config.area,
             acl: Acl::new(&config.server.allow),
             router,
             groups,
             timeout: config.forward.timeout.0,
             udp_payload: config.server.udp_payload,
         }
+    }
+
+    /// The area whose table is in force.
+    pub fn area(&self) -> Area {
+        self.area
+    }
+
+    /// The largest UDP answer the daemon sends.
+    pub fn udp_payload(&self) -> u16 {
+        self.udp_payload
     }
 
     /// The upstream groups; index 0 is the default.

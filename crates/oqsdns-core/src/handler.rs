@@ -8,6 +8,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::forward::Runtime;
+use crate::local;
+use crate::prefix::PrefixWatch;
 use crate::upstream::Transport;
 use crate::wire::{Rcode, Rejected, Request};
 
@@ -16,6 +18,7 @@ use crate::wire::{Rcode, Rejected, Request};
 pub struct Handler {
     runtime: ArcSwap<Runtime>,
     inflight: Arc<Semaphore>,
+    prefixes: Arc<PrefixWatch>,
 }
 
 impl Handler {
@@ -24,7 +27,13 @@ impl Handler {
         Self {
             runtime: ArcSwap::from_pointee(runtime),
             inflight: Arc::new(Semaphore::new(max_inflight)),
+            prefixes: Arc::new(PrefixWatch::start()),
         }
+    }
+
+    /// The watch of the host's IPv6 prefixes.
+    pub fn prefixes(&self) -> Arc<PrefixWatch> {
+        self.prefixes.clone()
     }
 
     /// The runtime in force.
@@ -69,6 +78,10 @@ impl Handler {
             Err(Rejected::Reply(reply)) => return Some(reply),
             Err(Rejected::Drop) => return None,
         };
+        if local::is_status(&request) {
+            let lines = local::status_lines(&runtime, &self.prefixes.get());
+            return Some(local::txt_answer(&request, &lines, runtime.udp_payload()));
+        }
         Some(runtime.resolve(&request, transport).await)
     }
 }

@@ -5,6 +5,8 @@ pub mod acl;
 pub mod forward;
 pub mod handler;
 pub mod health;
+pub mod local;
+pub mod prefix;
 pub mod probe;
 pub mod router;
 pub mod server;
