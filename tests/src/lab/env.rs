@@ -1,6 +1,7 @@
 //! What the lab needs from the machine: root, the tools, the built `oqsdns` binary; and the
 //! decision to skip a lab test or, with `OQSDNS_LAB=require`, to fail it.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The programs the lab runs, found on the PATH or in the sbin folders.
@@ -62,7 +63,11 @@ pub fn tools_or_skip(test: &str) -> Option<Tools> {
             panic!("{test}: the lab cannot run: {reason} (OQSDNS_LAB=require is set)")
         }
         Err(reason) => {
-            eprintln!("{test}: SKIPPED, the lab cannot run: {reason}");
+            // Straight to stderr, past libtest's capture, so the skip shows in a normal run.
+            let _ = writeln!(
+                std::io::stderr(),
+                "{test}: SKIPPED, the lab cannot run: {reason}"
+            );
             None
         }
     }
@@ -83,8 +88,9 @@ pub fn oqsdns_binary() -> PathBuf {
     let bin = profile_dir.join("oqsdns");
     assert!(
         bin.is_file(),
-        "the oqsdns binary is not at {}: build it first (`cargo build -p oqsdns`, or run \
-         `cargo test --workspace`, which builds it)",
+        "the oqsdns binary is not at {}: build it first with `cargo build -p oqsdns` (same \
+         profile as the tests; `cargo test --workspace` builds it when crates/oqsdns has an \
+         integration test)",
         bin.display()
     );
     bin

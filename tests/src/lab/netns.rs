@@ -80,8 +80,12 @@ impl Drop for Netns {
     fn drop(&mut self) {
         // The daemons are killed by their own guards first; this catches anything left, such as
         // a client the harness gave up on. Every one of them was started by this lab.
-        for pid in self.pids() {
-            let _ = run_bounded(Command::new("kill").args(["-KILL", &pid]), IP_LIMIT);
+        let pids = self.pids();
+        if !pids.is_empty() {
+            // The shell's builtin kill: /bin/kill (procps) may be absent from a minimal image.
+            let mut kill = Command::new("/bin/sh");
+            kill.args(["-c", "kill -KILL \"$@\"", "sh"]).args(&pids);
+            let _ = run_bounded(&mut kill, IP_LIMIT);
         }
         let mut cmd = Command::new(&self.ip);
         cmd.args(["netns", "del", &self.name]);
