@@ -154,7 +154,9 @@ fn check_routing(lab: &Lab) {
     );
     assert_answered_by(lab, &format!("whoami.{}", area.ngn_domain()), true, &ngn, 3);
 
+    // The first default server (IPv6) answers at once; `internet-v4` would mean it was skipped.
     assert_answered_by(lab, "whoami.notonshikaku.org", false, "internet", 3);
+    assert_answered_by(lab, "whoami.example.com", true, "internet", 3);
     let not = ask(lab, "notonshikaku.org", "AAAA", false);
     assert_data(
         &not,

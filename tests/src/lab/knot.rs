@@ -64,8 +64,9 @@ pub const NGN_WEST_ALTERNATE: IpAddr = v6([0x2001, 0xa7ff, 0x5f01, 1, 0, 0, 0, 0
 const EAST_NGN: &[&str] = &["flets-east.jp"];
 const WEST_NGN: &[&str] = &["flets-west.jp"];
 
-/// Every server of the lab: both areas' NW-base and NGN pairs, and the internet resolver.
-pub const SERVERS: [Server; 9] = [
+/// Every server of the lab: both areas' NW-base and NGN pairs, and the internet resolver's two
+/// addresses.
+pub const SERVERS: [Server; 10] = [
     nw_base("nw-base-east-primary", &[NW_BASE_EAST_PRIMARY], "east"),
     nw_base("nw-base-east-alternate", &[NW_BASE_EAST_ALTERNATE], "east"),
     nw_base("nw-base-west-primary", &[NW_BASE_WEST_PRIMARY], "west"),
@@ -84,14 +85,23 @@ pub const SERVERS: [Server; 9] = [
         "west",
         WEST_NGN,
     ),
-    Server {
-        id: "internet",
-        host: Host::Internet,
-        addrs: &[IpAddr::V6(INTERNET6), IpAddr::V4(INTERNET4)],
-        zone_dir: "internet",
-        zones: &["example.com", "notonshikaku.org", "onshikaku.org"],
-    },
+    internet("internet", &[IpAddr::V6(INTERNET6)]),
+    internet("internet-v4", &[IpAddr::V4(INTERNET4)]),
 ];
+
+/// The internet side's zones, served on each of the resolver's addresses by its own knotd, so a
+/// test can tell which of the default servers answered.
+const INTERNET_ZONES: &[&str] = &["example.com", "notonshikaku.org", "onshikaku.org"];
+
+const fn internet(id: &'static str, addrs: &'static [IpAddr]) -> Server {
+    Server {
+        id,
+        host: Host::Internet,
+        addrs,
+        zone_dir: "internet",
+        zones: INTERNET_ZONES,
+    }
+}
 
 const fn nw_base(id: &'static str, addrs: &'static [IpAddr], zone_dir: &'static str) -> Server {
     Server {

@@ -33,6 +33,10 @@ impl Netns {
             name: name.to_string(),
             ip: ip.to_path_buf(),
         };
+        // No duplicate address detection, for the link-local addresses too: until it ends, the
+        // first packets over a new link wait in neighbour discovery for about two seconds.
+        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+        ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
     }
