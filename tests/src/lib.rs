@@ -1,7 +1,9 @@
-//! Test support for oqsdns: fake upstream servers, a DNS client, and the in-process daemon.
+//! Test support for oqsdns: fake upstream servers, a DNS client, the in-process daemon, and the
+//! end-to-end lab in network namespaces.
 
 pub mod client;
 pub mod daemon;
+pub mod lab;
 pub mod upstream;
 
 pub use hickory_proto;

@@ -1,0 +1,318 @@
+//! The end-to-end lab: the connection guide's network built in Linux network namespaces, real
+//! knotd servers holding the guide's addresses, the built `oqsdns` binary, and real `dig`.
+//!
+//! [`Lab::start`] builds everything for one area and returns a guard; dropping it (also when a
+//! test panics) kills every process and deletes the namespaces. Nothing here is routed outside
+//! the lab's own namespaces.
+
+pub mod dig;
+pub mod env;
+pub mod knot;
+pub mod netns;
+pub mod process;
+pub mod topology;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use dig::{Answer, Record};
+pub use env::{tools_or_skip, Tools};
+pub use topology::Host;
+
+use netns::ScratchDir;
+use process::{run_bounded, run_ok, Daemon};
+use topology::Network;
+
+/// How long oqsdns may take to bind and send READY=1.
+const OQSDNS_READY: Duration = Duration::from_secs(20);
+/// Extra time a client process gets beyond its own timeout before it is killed.
+const CLIENT_SLACK: Duration = Duration::from_secs(5);
+
+/// The NTT area whose preset the daemon runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    /// NTT East (東日本).
+    East,
+    /// NTT West (西日本).
+    West,
+}
+
+impl Area {
+    /// The name the configuration uses: `east` or `west`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::East => "east",
+            Self::West => "west",
+        }
+    }
+
+    /// The area's NGN domain: `flets-east.jp` or `flets-west.jp`.
+    pub fn ngn_domain(self) -> &'static str {
+        match self {
+            Self::East => "flets-east.jp",
+            Self::West => "flets-west.jp",
+        }
+    }
+
+    /// The NW-base DNS pair, primary first.
+    pub fn nw_base(self) -> [IpAddr; 2] {
+        match self {
+            Self::East => [knot::NW_BASE_EAST_PRIMARY, knot::NW_BASE_EAST_ALTERNATE],
+            Self::West => [knot::NW_BASE_WEST_PRIMARY, knot::NW_BASE_WEST_ALTERNATE],
+        }
+    }
+
+    /// The NGN DNS pair, primary first.
+    pub fn ngn(self) -> [IpAddr; 2] {
+        match self {
+            Self::East => [knot::NGN_EAST_PRIMARY, knot::NGN_EAST_ALTERNATE],
+            Self::West => [knot::NGN_WEST_PRIMARY, knot::NGN_WEST_ALTERNATE],
+        }
+    }
+}
+
+/// What nftables drops on the NGN side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Every packet to the addresses.
+    All,
+    /// DNS over UDP to the addresses; TCP still passes.
+    Udp,
+}
+
+/// A running lab. Dropping it stops oqsdns and the knotd servers and deletes the namespaces.
+#[derive(Debug)]
+pub struct Lab {
+    // Field order is drop order: processes first, then namespaces, then their files.
+    oqsdns: Daemon,
+    knots: Vec<Daemon>,
+    net: Network,
+    scratch: ScratchDir,
+    tools: Tools,
+    area: Area,
+}
+
+impl Lab {
+    /// Builds the lab with oqsdns running the `area` preset, or returns `None` after saying why
+    /// `test` is skipped. Panics when the lab cannot be built although it should.
+    pub fn start(test: &str, area: Area) -> Option<Self> {
+        let tools = tools_or_skip(test)?;
+        match Self::build(tools, area) {
+            Ok(lab) => Some(lab),
+            Err(e) => panic!("{test}: cannot build the lab: {e}"),
+        }
+    }
+
+    fn build(tools: Tools, area: Area) -> Result<Self, String> {
+        let prefix = netns::unique_prefix();
+        let scratch = ScratchDir::create(&prefix)?;
+        let server_addrs: Vec<IpAddr> = knot::SERVERS
+            .iter()
+            .filter(|s| s.host == Host::Ngn)
+            .flat_map(|s| s.addrs.iter().copied())
+            .collect();
+        let net = Network::build(&tools.ip, &prefix, &server_addrs)?;
+        let data = data_dir();
+        let mut knots = Vec::new();
+        for server in &knot::SERVERS {
+            let ns = net.ns(server.host);
+            knots.push(knot::start(
+                &tools.knotd,
+                ns,
+                server,
+                &data,
+                scratch.path(),
+            )?);
+        }
+        let config = scratch.path().join("oqsdns.toml");
+        std::fs::write(&config, oqsdns_config(area)).map_err(|e| e.to_string())?;
+        let mut cmd = net.ns(Host::Oqsdns).command(&tools.oqsdns);
+        cmd.arg("run").arg("--config").arg(&config);
+        cmd.env("RUST_LOG", "debug");
+        let oqsdns = Daemon::start("oqsdns", cmd, scratch.path(), OQSDNS_READY)?;
+        Ok(Self {
+            oqsdns,
+            knots,
+            net,
+            scratch,
+            tools,
+            area,
+        })
+    }
+
+    /// The area the daemon runs.
+    pub fn area(&self) -> Area {
+        self.area
+    }
+
+    /// A query from the terminal to oqsdns's LAN IPv6 address over UDP; see [`Query`].
+    pub fn query<'a>(&'a self, name: &str, rtype: &str) -> Query<'a> {
+        Query {
+            lab: self,
+            name: name.to_string(),
+            rtype: rtype.to_string(),
+            server: IpAddr::V6(topology::OQSDNS_LAN6),
+            from: Host::Terminal,
+            source: None,
+            tcp: false,
+            options: Vec::new(),
+            wait_secs: 3,
+        }
+    }
+
+    /// Runs `nslookup -type=<rtype> <name> <server>` on the terminal and returns its output.
+    pub fn nslookup(&self, name: &str, rtype: &str, server: IpAddr) -> String {
+        let mut cmd = self.net.ns(Host::Terminal).command(&self.tools.nslookup);
+        cmd.arg(format!("-type={rtype}"))
+            .args(["-timeout=3", "-retry=1"])
+            .arg(name)
+            .arg(server.to_string());
+        let out = run_bounded(&mut cmd, Duration::from_secs(3) + CLIENT_SLACK)
+            .unwrap_or_else(|e| panic!("cannot run nslookup: {e}"));
+        format!("{}{}", out.stdout, out.stderr)
+    }
+
+    /// Makes nftables on the NGN side drop `cut` traffic to `servers`, replacing any earlier cut.
+    pub fn cut_off(&self, servers: &[IpAddr], cut: Cut) {
+        let mut rules = String::new();
+        for server in servers {
+            let family = if server.is_ipv6() { "ip6" } else { "ip" };
+            let what = match cut {
+                Cut::All => String::new(),
+                Cut::Udp => "udp dport 53 ".to_string(),
+            };
+            rules.push_str(&format!("    {family} daddr {server} {what}drop\n"));
+        }
+        let ruleset = format!(
+            "flush ruleset\ntable inet oqslab {{\n  chain input {{\n    type filter hook input \
+             priority 0; policy accept;\n{rules}  }}\n}}\n"
+        );
+        self.nft(&ruleset);
+    }
+
+    /// Removes every cut.
+    pub fn restore(&self) {
+        self.nft("flush ruleset\n");
+    }
+
+    fn nft(&self, ruleset: &str) {
+        let file = self.scratch.path().join("cut.nft");
+        std::fs::write(&file, ruleset).expect("write the nftables ruleset");
+        let mut cmd = self.net.ns(Host::Ngn).command(&self.tools.nft);
+        cmd.arg("-f").arg(&file);
+        if let Err(e) = run_ok(&mut cmd, Duration::from_secs(10)) {
+            panic!("nft in the NGN namespace failed: {e}\nruleset:\n{ruleset}");
+        }
+    }
+
+    /// What oqsdns logged so far (at debug level), for assertion messages.
+    pub fn oqsdns_log(&self) -> String {
+        self.oqsdns.log()
+    }
+
+    /// Panics unless oqsdns and every knotd still run.
+    pub fn assert_running(&mut self) {
+        assert!(
+            self.oqsdns.running(),
+            "oqsdns exited; its log:\n{}",
+            self.oqsdns.log()
+        );
+        for knot in &mut self.knots {
+            assert!(knot.running(), "a knotd exited; its log:\n{}", knot.log());
+        }
+    }
+}
+
+/// The daemon's configuration in the lab: the area preset as a user enables it, and the lab's
+/// internet resolver as the default; nothing else.
+fn oqsdns_config(area: Area) -> String {
+    format!(
+        "area = \"{}\"\n\n[forward]\ndefault = [\"{}\", \"{}\"]\ntimeout = \"1s\"\n",
+        area.name(),
+        topology::INTERNET6,
+        topology::INTERNET4
+    )
+}
+
+/// `tests/lab`: zone files and the knotd configuration template.
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("lab")
+}
+
+/// One dig run, built up from [`Lab::query`].
+#[derive(Debug)]
+pub struct Query<'a> {
+    lab: &'a Lab,
+    name: String,
+    rtype: String,
+    server: IpAddr,
+    from: Host,
+    source: Option<IpAddr>,
+    tcp: bool,
+    options: Vec<String>,
+    wait_secs: u64,
+}
+
+impl Query<'_> {
+    /// Over TCP.
+    pub fn tcp(mut self) -> Self {
+        self.tcp = true;
+        self
+    }
+
+    /// To `server` instead of oqsdns's LAN IPv6 address.
+    pub fn server(mut self, server: IpAddr) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// From `host`, with `source` as the source address when given.
+    pub fn from(mut self, host: Host, source: Option<IpAddr>) -> Self {
+        self.from = host;
+        self.source = source;
+        self
+    }
+
+    /// An extra dig option, such as `+ignore`.
+    pub fn option(mut self, option: &str) -> Self {
+        self.options.push(option.to_string());
+        self
+    }
+
+    /// dig's `+time=`: how long it waits for the reply, in seconds.
+    pub fn wait(mut self, secs: u64) -> Self {
+        self.wait_secs = secs;
+        self
+    }
+
+    /// Runs dig and returns the reply; panics, with dig's output and the daemon's log, when no
+    /// reply came.
+    pub fn run(self) -> Answer {
+        let lab = self.lab;
+        let mut cmd = lab.net.ns(self.from).command(&lab.tools.dig);
+        cmd.arg(format!("@{}", self.server))
+            .args(dig::DIG_OPTIONS)
+            .arg(format!("+time={}", self.wait_secs));
+        if let Some(source) = self.source {
+            cmd.arg("-b").arg(source.to_string());
+        }
+        if self.tcp {
+            cmd.arg("+tcp");
+        }
+        cmd.args(&self.options).arg(&self.name).arg(&self.rtype);
+        let line = format!("{cmd:?}");
+        let limit = Duration::from_secs(self.wait_secs) + CLIENT_SLACK;
+        let out = run_bounded(&mut cmd, limit).unwrap_or_else(|e| panic!("cannot run dig: {e}"));
+        match Answer::parse(&out.stdout) {
+            Some(answer) => answer,
+            None => panic!(
+                "no reply to {line} (status {:?}):\n{}{}\n--- oqsdns log ---\n{}",
+                out.status,
+                out.stdout,
+                out.stderr,
+                lab.oqsdns_log()
+            ),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Network namespaces and the lab's scratch directory, each removed when dropped (also on panic).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::process::{run_bounded, run_ok};
+
+/// Every `ip` command of the harness gets this long.
+const IP_LIMIT: Duration = Duration::from_secs(10);
+
+/// A name unique to this test process and lab: `oqs<pid><n>`.
+pub fn unique_prefix() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("oqs{}x{n}", std::process::id())
+}
+
+/// A named network namespace (`ip netns add`). Dropping it kills whatever still runs inside and
+/// deletes it, with every interface and address it holds.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+    ip: PathBuf,
+}
+
+impl Netns {
+    /// Creates the namespace and brings its loopback up.
+    pub fn create(ip: &Path, name: &str) -> Result<Self, String> {
+        run_ok(Command::new(ip).args(["netns", "add", name]), IP_LIMIT)?;
+        let ns = Self {
+            name: name.to_string(),
+            ip: ip.to_path_buf(),
+        };
+        // No duplicate address detection, for the link-local addresses too: until it ends, the
+        // first packets over a new link wait in neighbour discovery for about two seconds.
+        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+        ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A command that runs `program` inside the namespace.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(&self.ip);
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+
+    /// Runs `ip -n <ns> <args>`.
+    pub fn ip(&self, args: &[&str]) -> Result<(), String> {
+        run_ok(
+            Command::new(&self.ip).args(["-n", &self.name]).args(args),
+            IP_LIMIT,
+        )
+        .map(drop)
+    }
+
+    /// Sets a sysctl of the namespace by writing its /proc/sys file from inside it.
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<(), String> {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let mut cmd = self.command(Path::new("/bin/sh"));
+        cmd.args(["-c", "echo \"$1\" > \"$2\"", "sh", value, &path]);
+        run_ok(&mut cmd, IP_LIMIT).map(drop)
+    }
+
+    fn pids(&self) -> Vec<String> {
+        let mut cmd = Command::new(&self.ip);
+        cmd.args(["netns", "pids", &self.name]);
+        match run_bounded(&mut cmd, IP_LIMIT) {
+            Ok(out) => out.stdout.split_whitespace().map(str::to_string).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // The daemons are killed by their own guards first; this catches anything left, such as
+        // a client the harness gave up on. Every one of them was started by this lab.
+        let pids = self.pids();
+        if !pids.is_empty() {
+            // The shell's builtin kill: /bin/kill (procps) may be absent from a minimal image.
+            let mut kill = Command::new("/bin/sh");
+            kill.args(["-c", "kill -KILL \"$@\"", "sh"]).args(&pids);
+            let _ = run_bounded(&mut kill, IP_LIMIT);
+        }
+        let mut cmd = Command::new(&self.ip);
+        cmd.args(["netns", "del", &self.name]);
+        if let Ok(out) = run_bounded(&mut cmd, IP_LIMIT) {
+            if !out.success() {
+                eprintln!(
+                    "lab: cannot delete namespace {}: {}",
+                    self.name,
+                    out.stderr.trim()
+                );
+            }
+        }
+    }
+}
+
+/// A scratch directory under the system's temporary directory, removed when dropped.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    /// Creates `<tmp>/<name>`, empty.
+    pub fn create(name: &str) -> Result<Self, String> {
+        let path = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        Ok(Self { path })
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if std::env::var_os("OQSDNS_LAB_KEEP").is_some() {
+            eprintln!("lab: keeping {}", self.path.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
