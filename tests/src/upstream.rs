@@ -88,25 +88,40 @@ impl FakeUpstream {
         Self { addr, log, stop }
     }
 
-    /// Every query received so far.
+    /// Every query received so far, except those for the root: `. NS` is the daemon's default
+    /// health probe, which runs beside whatever a test asks.
     pub fn received(&self) -> Vec<Received> {
-        self.log.lock().unwrap().clone()
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|r| !is_root_probe(r)).cloned().collect()
     }
 
-    /// How many queries came over `via`.
+    /// How many of the [`received`](Self::received) queries came over `via`.
     pub fn count(&self, via: Via) -> usize {
+        self.received().iter().filter(|r| r.via == via).count()
+    }
+
+    /// How many [`received`](Self::received) queries came at all.
+    pub fn total(&self) -> usize {
+        self.received().len()
+    }
+
+    /// How many root (`. NS`) health probes came.
+    pub fn root_probes(&self) -> usize {
         self.log
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| r.via == via)
+            .filter(|r| is_root_probe(r))
             .count()
     }
+}
 
-    /// How many queries came at all.
-    pub fn total(&self) -> usize {
-        self.log.lock().unwrap().len()
-    }
+fn is_root_probe(received: &Received) -> bool {
+    received
+        .message
+        .queries
+        .first()
+        .is_some_and(|q| q.name().is_root())
 }
 
 async fn bind_pair(ip: IpAddr) -> (UdpSocket, TcpListener) {

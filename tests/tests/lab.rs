@@ -5,6 +5,7 @@
 //! says it was skipped, unless `OQSDNS_LAB=require`.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use oqsdns_tests::lab::knot::NW_BASE_DOMAINS;
 use oqsdns_tests::lab::topology::{
@@ -343,19 +344,42 @@ fn failover_west() {
 }
 
 /// UDP to the NW-base servers dropped, TCP passing (a firewall the guide warns about, pp.12–13):
-/// the names must still resolve, over TCP upstream.
+/// once the health module has seen it, the names resolve over TCP upstream, where dnsmasq and
+/// unbound stop resolving.
 #[test]
-#[ignore = "needs the health module (issue 3)"]
 fn udp_blocked_east() {
     let Some(lab) = Lab::start("udp_blocked_east", Area::East) else {
         return;
     };
     lab.cut_off(&Area::East.nw_base(), Cut::Udp);
+    // Failing queries wake the probes, which find UDP dropped and TCP passing; the daemon's own
+    // status (status.oqsdns CH TXT) says when. Each round asks again; the loop is bounded.
+    let primary = "server=nw-base [2404:1a8:f583:d00::53:1]:53 udp=down tcp=up use=tcp";
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    loop {
+        let status = lab.query("status.oqsdns", "TXT").class("CH").run();
+        if status.mentions(primary) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "UDP-dropped primary not detected within 45 s:\n{}\n--- oqsdns log ---\n{}",
+            status.raw,
+            lab.oqsdns_log()
+        );
+        let _ = lab.query("hweb.oqs.onshikaku.org", "AAAA").wait(8).run();
+    }
     let hweb = step7(Area::East).hweb;
     for tcp in [false, true] {
+        let started = std::time::Instant::now();
         let query = lab.query("hweb.oqs.onshikaku.org", "AAAA").wait(8);
         let answer = if tcp { query.tcp().run() } else { query.run() };
         assert_data(&answer, "AAAA", &[hweb], "hweb with UDP to NW-base dropped");
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "no UDP timeout waited: {:?}",
+            started.elapsed()
+        );
     }
     assert_answered_by(
         &lab,

@@ -192,6 +192,8 @@ pub struct ServerHealth {
     pub tcp: Track,
     limits: Thresholds,
     changes: tokio::sync::watch::Sender<u32>,
+    /// Wakes the probe loop early when a real query fails.
+    pub wake: tokio::sync::Notify,
 }
 
 /// How the query path should use a server now.
@@ -205,6 +207,17 @@ pub enum Plan {
     Last,
 }
 
+impl Plan {
+    /// `udp`, `tcp` or `last`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::TcpOnly => "tcp",
+            Self::Last => "last",
+        }
+    }
+}
+
 impl ServerHealth {
     /// A server not probed yet.
     pub fn new(addr: SocketAddr, route: impl Into<String>, limits: Thresholds) -> Self {
@@ -215,6 +228,7 @@ impl ServerHealth {
             tcp: Track::default(),
             limits,
             changes: tokio::sync::watch::Sender::new(0),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -256,6 +270,9 @@ impl ServerHealth {
 
     /// Records an outcome of one transport, logging a change of state once.
     pub fn record(&self, transport: Transport, outcome: &Outcome, probe: bool) {
+        if !probe && matches!(outcome, Outcome::Fail(_)) {
+            self.wake.notify_one();
+        }
         let Some(state) = self.track(transport).record(outcome, self.limits, probe) else {
             return;
         };

@@ -13,7 +13,7 @@ pub const TYPE_TXT: u16 = 16;
 pub const STATUS_NAME: &[u8] = b"\x06status\x06oqsdns\x00";
 
 /// The status lines: `area=…`, `prefix-start=…`, `prefix-now=…`, `prefix-changed=yes|no`, and one
-/// `server=ROUTE ADDR udp=STATE tcp=STATE` per upstream.
+/// `server=ROUTE ADDR udp=STATE tcp=STATE use=udp|tcp|last` per upstream.
 pub fn status_lines(runtime: &Runtime, prefixes: &Prefixes) -> Vec<String> {
     let join = |p: &[ipnet::Ipv6Net]| {
         p.iter()
@@ -33,11 +33,12 @@ pub fn status_lines(runtime: &Runtime, prefixes: &Prefixes) -> Vec<String> {
     for group in runtime.groups() {
         for server in &group.servers {
             lines.push(format!(
-                "server={} {} udp={} tcp={}",
+                "server={} {} udp={} tcp={} use={}",
                 group.name,
                 server.addr,
                 server.udp.state().as_str(),
-                server.tcp.state().as_str()
+                server.tcp.state().as_str(),
+                server.plan().as_str()
             ));
         }
     }

@@ -122,7 +122,10 @@ pub async fn round(
     (outcome, results)
 }
 
-/// Probes one server over UDP and TCP every `interval` until `shutdown`, the first time at once.
+/// Probes one server over UDP and TCP until `shutdown`: at once, then every `interval` while all
+/// is well. After a failure, or when a real query to the server fails, the next round comes
+/// sooner (a tenth of the interval, at least a second apart), so a change of state is confirmed
+/// within seconds rather than `fall` whole intervals.
 pub async fn probe_loop(
     server: Arc<ServerHealth>,
     names: Vec<ProbeName>,
@@ -130,13 +133,23 @@ pub async fn probe_loop(
     timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let fast = (interval / 10).max(Duration::from_secs(1)).min(interval);
+    let mut next = Instant::now();
+    let mut last = next.checked_sub(fast).unwrap_or(next);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            () = tokio::time::sleep_until(next) => {}
+            () = server.wake.notified() => {
+                // A real query failed: probe now, but never sooner than `fast` after the last round.
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep_until((last + fast).min(next)) => {}
+                }
+            }
         }
+        let started = Instant::now();
+        last = started;
         let rounds = async {
             tokio::join!(
                 round(server.addr, Transport::Udp, &names, timeout),
@@ -149,6 +162,9 @@ pub async fn probe_loop(
         };
         server.record(Transport::Udp, &udp, true);
         server.record(Transport::Tcp, &tcp, true);
+        let settled = matches!((&udp, &tcp), (Outcome::Pass(_), Outcome::Pass(_)))
+            && server.state() == crate::health::State::Up;
+        next = started + if settled { interval } else { fast };
     }
 }
 

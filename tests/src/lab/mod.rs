@@ -157,6 +157,7 @@ impl Lab {
             source: None,
             tcp: false,
             options: Vec::new(),
+            class: None,
             wait_secs: 3,
         }
     }
@@ -251,6 +252,7 @@ pub struct Query<'a> {
     source: Option<IpAddr>,
     tcp: bool,
     options: Vec<String>,
+    class: Option<String>,
     wait_secs: u64,
 }
 
@@ -280,6 +282,12 @@ impl Query<'_> {
         self
     }
 
+    /// Asks in this class (`CH` for the daemon's status) instead of IN.
+    pub fn class(mut self, class: &str) -> Self {
+        self.class = Some(class.to_string());
+        self
+    }
+
     /// dig's `+time=`: how long it waits for the reply, in seconds.
     pub fn wait(mut self, secs: u64) -> Self {
         self.wait_secs = secs;
@@ -301,6 +309,9 @@ impl Query<'_> {
             cmd.arg("+tcp");
         }
         cmd.args(&self.options).arg(&self.name).arg(&self.rtype);
+        if let Some(class) = &self.class {
+            cmd.arg(class);
+        }
         let line = format!("{cmd:?}");
         let limit = Duration::from_secs(self.wait_secs) + CLIENT_SLACK;
         let out = run_bounded(&mut cmd, limit).unwrap_or_else(|e| panic!("cannot run dig: {e}"));
