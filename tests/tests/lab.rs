@@ -88,6 +88,25 @@ fn assert_answered_by(lab: &Lab, name: &str, tcp: bool, server: &str, wait: u64)
     );
 }
 
+/// Waits (at most `secs`) until the daemon's own status (`status.oqsdns CH TXT`) has a line
+/// containing `needle`; before each new look, `nudge` runs (a query that feeds the health module).
+fn wait_for_status(lab: &Lab, needle: &str, secs: u64, nudge: impl Fn()) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let status = lab.query("status.oqsdns", "TXT").class("CH").run();
+        if status.mentions(needle) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no status line with {needle:?} within {secs} s:\n{}\n--- oqsdns log ---\n{}",
+            status.raw,
+            lab.oqsdns_log()
+        );
+        nudge();
+    }
+}
+
 fn ask(lab: &Lab, name: &str, rtype: &str, tcp: bool) -> Answer {
     let query = lab.query(name, rtype);
     if tcp {
@@ -328,6 +347,11 @@ fn failover(test: &str, area: Area) {
     }
 
     lab.restore();
+    // The primary gets its place back once `rise` probes in a row pass.
+    let primary_up = format!("server=nw-base [{nw_primary}]:53 udp=up tcp=up use=udp");
+    wait_for_status(&lab, &primary_up, 30, || {
+        let _ = lab.query("whoami.lineauth.mnw", "TXT").wait(6).run();
+    });
     let primary = format!("nw-base-{name}-primary");
     assert_answered_by(&lab, "whoami.lineauth.mnw", false, &primary, 6);
     lab.assert_running();
@@ -355,20 +379,9 @@ fn udp_blocked_east() {
     // Failing queries wake the probes, which find UDP dropped and TCP passing; the daemon's own
     // status (status.oqsdns CH TXT) says when. Each round asks again; the loop is bounded.
     let primary = "server=nw-base [2404:1a8:f583:d00::53:1]:53 udp=down tcp=up use=tcp";
-    let deadline = std::time::Instant::now() + Duration::from_secs(45);
-    loop {
-        let status = lab.query("status.oqsdns", "TXT").class("CH").run();
-        if status.mentions(primary) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "UDP-dropped primary not detected within 45 s:\n{}\n--- oqsdns log ---\n{}",
-            status.raw,
-            lab.oqsdns_log()
-        );
+    wait_for_status(&lab, primary, 45, || {
         let _ = lab.query("hweb.oqs.onshikaku.org", "AAAA").wait(8).run();
-    }
+    });
     let hweb = step7(Area::East).hweb;
     for tcp in [false, true] {
         let started = std::time::Instant::now();
