@@ -52,12 +52,9 @@ async fn the_table_routes_each_of_the_guides_names() {
         let ngn = FakeUpstream::start(fake::identify("ngn")).await;
         let nw_base = FakeUpstream::start(fake::identify("nw-base")).await;
         let internet = FakeUpstream::start(fake::identify("internet")).await;
-        let daemon = Daemon::start(east_table_on(
-            &[ngn.addr],
-            &[nw_base.addr],
-            &[internet.addr],
-        ))
-        .await;
+        let mut config = east_table_on(&[ngn.addr], &[nw_base.addr], &[internet.addr]);
+        config.cache.entries = 0; // every query goes upstream, to count them
+        let daemon = Daemon::start(config).await;
         let cases = [
             ("www.lineauth.mnw", "nw-base"),
             ("assv.asc.flets-east.jp", "ngn"),
@@ -381,7 +378,9 @@ async fn replies_with_a_wrong_id_or_question_are_ignored() {
 async fn each_upstream_query_has_a_fresh_id_and_source_port() {
     within(async {
         let upstream = FakeUpstream::start(fake::identify("x")).await;
-        let daemon = Daemon::start(config_with_default(&[upstream.addr])).await;
+        let mut config = config_with_default(&[upstream.addr]);
+        config.cache.entries = 0; // the same question four times, each upstream
+        let daemon = Daemon::start(config).await;
         let q = query("same.example", RecordType::TXT, None);
         for _ in 0..4 {
             client::udp(daemon.addr(), &q).await;
@@ -416,7 +415,16 @@ async fn answers_pass_through_faithfully() {
             ))
         })
         .await;
-        let daemon = Daemon::start(config_with_default(&[upstream.addr])).await;
+        // A route, as the NW-base's: its private 10.x answers are exempt from rebind protection.
+        let internet = FakeUpstream::start(fake::identify("internet")).await;
+        let mut config = config_with_default(&[internet.addr]);
+        config.routes.push(RouteConfig {
+            name: None,
+            domains: vec!["example".parse().unwrap()],
+            servers: vec![ServerAddr(upstream.addr)],
+            names: Vec::new(),
+        });
+        let daemon = Daemon::start(config).await;
         let q = query("HWeb.Example.", RecordType::A, Some(1232));
         let answer = client::udp(daemon.addr(), &q).await;
         assert_eq!(answer.metadata.id, q.metadata.id);

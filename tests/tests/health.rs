@@ -34,6 +34,7 @@ fn config(servers: &[SocketAddr], default: SocketAddr, interval: &str) -> Config
     config.health.timeout = "300ms".parse().unwrap();
     config.health.rise = 2;
     config.health.fall = 2;
+    config.cache.entries = 0; // the same question again must reach the servers
     config
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use preset::{nw_base_servers, preset_routes, Route, RouteOrigin};
 pub use values::{
-    AllowEntry, DefaultServer, Domain, HumanDuration, ProbeName, ServerAddr, DNS_PORT,
+    AllowEntry, DefaultServer, Domain, HumanDuration, ProbeName, ServerAddr, Window, DNS_PORT,
 };
 
 /// Which of the guide's per-domain tables the daemon adds to the configured routes.
@@ -83,6 +83,59 @@ pub struct Config {
     /// How upstream servers are probed.
     #[serde(default)]
     pub health: HealthConfig,
+    /// The answer cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// `[cache]`: answers kept in memory, and served stale when every server of a route fails.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Answers kept at most; 0 disables the cache.
+    #[serde(default = "default_entries")]
+    pub entries: usize,
+    /// How long past expiry an answer of the area's routes (and `[[route]]`s) may be served
+    /// when every server of the route fails (RFC 8767), or "off".
+    #[serde(default = "default_serve_stale")]
+    pub serve_stale: Window,
+    /// The same for the default servers; "off" by default.
+    #[serde(default = "default_off")]
+    pub serve_stale_default: Window,
+    /// Lowest lifetime given to a cached answer, in seconds.
+    #[serde(default)]
+    pub min_ttl: u32,
+    /// Highest lifetime given to a cached answer, in seconds.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: u32,
+}
+
+fn default_entries() -> usize {
+    10_000
+}
+
+fn default_serve_stale() -> Window {
+    Window(Some(Duration::from_secs(86_400)))
+}
+
+fn default_off() -> Window {
+    Window(None)
+}
+
+fn default_max_ttl() -> u32 {
+    86_400
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            entries: default_entries(),
+            serve_stale: default_serve_stale(),
+            serve_stale_default: default_off(),
+            min_ttl: 0,
+            max_ttl: default_max_ttl(),
+        }
+    }
 }
 
 /// `[health]`: the probe loop that runs the guide's check suite against every upstream.
@@ -167,6 +220,14 @@ pub struct ForwardConfig {
     /// Health-probe questions for the default servers.
     #[serde(default = "default_root_probe")]
     pub names: Vec<ProbeName>,
+    /// Remove private, loopback and link-local addresses from the default servers' answers
+    /// (DNS rebinding); the routes' answers, such as the NW-base's 10.x addresses, are exempt.
+    #[serde(default = "default_true")]
+    pub rebind_protection: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_root_probe() -> Vec<ProbeName> {
@@ -257,6 +318,7 @@ impl Default for ForwardConfig {
             default: default_forward(),
             timeout: default_timeout(),
             names: default_root_probe(),
+            rebind_protection: true,
         }
     }
 }
@@ -270,6 +332,7 @@ impl Default for Config {
             forward: ForwardConfig::default(),
             routes: Vec::new(),
             health: HealthConfig::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -354,6 +417,9 @@ impl Config {
             if self.server.listen[..i].contains(addr) {
                 return invalid(format!("server.listen has {addr} twice"));
             }
+        }
+        if self.cache.min_ttl > self.cache.max_ttl {
+            return invalid("cache.min_ttl is above cache.max_ttl".into());
         }
         if self.health.rise == 0 || self.health.fall == 0 {
             return invalid("health.rise and health.fall must be at least 1".into());

@@ -361,3 +361,28 @@ string_serde!(
     ProbeName,
     "a probe such as \"www.lineauth.mnw\", \"www.example.com A\" or \". NS\""
 );
+
+/// A duration, or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window(pub Option<Duration>);
+
+impl FromStr for Window {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim() == "off" {
+            return Ok(Self(None));
+        }
+        s.parse::<HumanDuration>().map(|d| Self(Some(d.0)))
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("off"),
+            Some(d) => HumanDuration(d).fmt(f),
+        }
+    }
+}
+
+string_serde!(Window, "\"off\" or a duration such as \"1d\" or \"12h\"");

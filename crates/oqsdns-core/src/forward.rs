@@ -9,11 +9,15 @@ use oqsdns_config::{Area, Config, DefaultServer, ProbeName, Route, RouteOrigin};
 use tracing::{debug, warn};
 
 use crate::acl::Acl;
+use crate::cache::{self, Cache};
 use crate::health::{HealthRegistry, Outcome, Plan, ServerHealth, Thresholds};
+use crate::inflight::{Found, Inflight};
+use crate::local::{self, Own};
+use crate::rebind::Rebind;
 use crate::router::Router;
 use crate::throttle::Throttle;
 use crate::upstream::{self, Transport};
-use crate::wire::{Rcode, Request, MAX_MESSAGE};
+use crate::wire::{self, Rcode, Request, MAX_MESSAGE};
 
 /// A "route failed" warning is repeated at most this often per group.
 const FAIL_WARN_INTERVAL: Duration = Duration::from_secs(10);
@@ -29,6 +33,11 @@ pub struct Group {
     pub names: Vec<ProbeName>,
     /// True for a route of the table: its names never go to the default servers.
     pub split: bool,
+    /// How long past expiry its answers may be served when every server fails.
+    pub stale_for: Duration,
+    /// Identifies the route and its servers, so cached answers of a route a reload changed are
+    /// not served.
+    pub fingerprint: u64,
     warn_failed: Throttle,
 }
 
@@ -50,7 +59,54 @@ impl Group {
                 .collect(),
             names,
             split,
+            stale_for: Duration::ZERO,
+            fingerprint: fingerprint(name, servers),
             warn_failed: Throttle::new(FAIL_WARN_INTERVAL),
+        }
+    }
+}
+
+fn fingerprint(name: &str, servers: &[SocketAddr]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (name, servers).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// What outlives one configuration: the cache, the queries in flight, the rebind filter's log,
+/// and the host's own names.
+#[derive(Debug)]
+pub struct Shared {
+    /// The answer cache.
+    pub cache: Cache,
+    /// Identical queries under way.
+    pub inflight: Inflight,
+    /// The rebind filter.
+    pub rebind: Rebind,
+    /// The host's name and addresses, for local answers.
+    pub own: Own,
+}
+
+impl Shared {
+    /// State for a daemon with `config`'s cache settings.
+    pub fn new(config: &Config) -> Self {
+        let c = &config.cache;
+        let keep_stale = c
+            .serve_stale
+            .0
+            .unwrap_or_default()
+            .max(c.serve_stale_default.0.unwrap_or_default());
+        let limits = cache::Limits {
+            entries: c.entries,
+            min_ttl: c.min_ttl,
+            max_ttl: c.max_ttl,
+            keep_stale,
+        };
+        Self {
+            cache: Cache::new(limits),
+            inflight: Inflight::default(),
+            rebind: Rebind::default(),
+            own: Own::default(),
         }
     }
 }
@@ -64,6 +120,7 @@ pub struct Runtime {
     groups: Vec<Group>,
     timeout: Duration,
     udp_payload: u16,
+    rebind_protection: bool,
 }
 
 impl Runtime {
@@ -86,21 +143,16 @@ impl Runtime {
             })
             .collect();
         let names = config.forward.names.clone();
-        groups.push(Group::new(
-            "default", &default, names, false, registry, limits,
-        ));
+        let mut group = Group::new("default", &default, names, false, registry, limits);
+        group.stale_for = config.cache.serve_stale_default.0.unwrap_or_default();
+        groups.push(group);
         let mut router = Router::new(0);
         for route in &routes {
             let servers: Vec<SocketAddr> = route.servers.iter().map(|s| s.0).collect();
             let names = route.names.clone();
-            groups.push(Group::new(
-                &route.name,
-                &servers,
-                names,
-                true,
-                registry,
-                limits,
-            ));
+            let mut group = Group::new(&route.name, &servers, names, true, registry, limits);
+            group.stale_for = config.cache.serve_stale.0.unwrap_or_default();
+            groups.push(group);
             for domain in &route.domains {
                 router.insert(domain.as_str(), groups.len() - 1);
             }
@@ -112,6 +164,7 @@ impl Runtime {
             groups,
             timeout: config.forward.timeout.0,
             udp_payload: config.server.udp_payload,
+            rebind_protection: config.forward.rebind_protection,
         }
     }
 
@@ -140,14 +193,65 @@ impl Runtime {
         &self.groups[self.router.lookup(qname)]
     }
 
-    /// The client's answer to `request`, received over `transport`: forwarded to the name's
-    /// group, or SERVFAIL when every server of the group failed.
-    pub async fn resolve(&self, request: &Request<'_>, transport: Transport) -> Vec<u8> {
+    /// The client's answer to `request`, received over `transport`: a local answer, a cached
+    /// one, or the name's group's, fetched once for all identical queries under way; stale when
+    /// every server fails and the route allows it, else SERVFAIL.
+    pub async fn resolve(
+        &self,
+        request: &Request<'_>,
+        transport: Transport,
+        shared: &Shared,
+    ) -> Vec<u8> {
         let limit = match transport {
             Transport::Udp => request.udp_limit(self.udp_payload),
             Transport::Tcp => MAX_MESSAGE,
         };
         let group = self.group_for(request.qname());
+        if !group.split {
+            if let Some(answer) = local::answer(request, &shared.own, self.udp_payload) {
+                return answer;
+            }
+        }
+        let key = cache::key(request);
+        if let Some(hit) = shared.cache.get(&key, group.fingerprint, Instant::now()) {
+            if let Some(answer) = request.answer_from(&hit.bytes, limit, self.udp_payload) {
+                return answer;
+            }
+        }
+        let found = shared
+            .inflight
+            .run(key.clone(), || {
+                self.fetch(group, request, key.clone(), shared)
+            })
+            .await;
+        if let Some(reply) = found {
+            if let Some(answer) = request.answer_from(&reply, limit, self.udp_payload) {
+                return answer;
+            }
+        }
+        if group.stale_for > Duration::ZERO {
+            if let Some(hit) =
+                shared
+                    .cache
+                    .get_stale(&key, group.fingerprint, Instant::now(), group.stale_for)
+            {
+                if let Some(answer) = request.answer_from(&hit.bytes, limit, self.udp_payload) {
+                    debug!(route = %group.name, "every server failed; answering stale");
+                    return answer;
+                }
+            }
+        }
+        request.reply(Rcode::ServFail, 0, self.udp_payload)
+    }
+
+    /// Asks the group's servers in order of health; the accepted reply, filtered and cached.
+    async fn fetch(
+        &self,
+        group: &Group,
+        request: &Request<'_>,
+        key: cache::Key,
+        shared: &Shared,
+    ) -> Found {
         // Servers known to be down go last, so once a failure is detected no query waits for it.
         for last_resort in [false, true] {
             for server in &group.servers {
@@ -155,23 +259,31 @@ impl Runtime {
                 if (plan == Plan::Last) != last_resort {
                     continue;
                 }
-                if let Some(answer) = self.ask(server, plan, group, request, limit).await {
-                    return answer;
+                if let Some(mut reply) = self.ask(server, plan, group, request).await {
+                    if !group.split && self.rebind_protection {
+                        if let Some(nodata) = shared.rebind.filter(&reply) {
+                            reply = nodata;
+                        }
+                    }
+                    shared
+                        .cache
+                        .insert(key, &reply, group.fingerprint, Instant::now());
+                    return Some(reply.into());
                 }
             }
         }
         self.warn_failed(group);
-        request.reply(Rcode::ServFail, 0, self.udp_payload)
+        None
     }
 
-    /// One try of one server; `None` moves on to the next.
+    /// One try of one server: its reply when usable (not SERVFAIL or REFUSED, records parse);
+    /// `None` moves on to the next server.
     async fn ask(
         &self,
         server: &ServerHealth,
         plan: Plan,
         group: &Group,
         request: &Request<'_>,
-        limit: usize,
     ) -> Option<Vec<u8>> {
         let started = Instant::now();
         let tcp_only = plan == Plan::TcpOnly;
@@ -189,11 +301,11 @@ impl Runtime {
             debug!(rcode, server = %server.addr, route = %group.name, "upstream refused or failed");
             return None;
         }
-        let answer = request.answer_from(&reply.bytes, limit, self.udp_payload);
-        if answer.is_none() {
+        if wire::records(&reply.bytes).is_none() {
             debug!(server = %server.addr, route = %group.name, "malformed upstream reply");
+            return None;
         }
-        answer
+        Some(reply.bytes)
     }
 
     /// A reply of our own for `request` with `rcode`.

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::forward::Runtime;
+use crate::forward::{Runtime, Shared};
 use crate::local;
 use crate::prefix::PrefixWatch;
 use crate::upstream::Transport;
 use crate::wire::{Rcode, Rejected, Request};
+use oqsdns_config::Config;
 
 /// Answers queries with the current runtime; shared by every listener.
 #[derive(Debug)]
@@ -19,16 +20,23 @@ pub struct Handler {
     runtime: ArcSwap<Runtime>,
     inflight: Arc<Semaphore>,
     prefixes: Arc<PrefixWatch>,
+    shared: Shared,
 }
 
 impl Handler {
-    /// A handler answering at most `max_inflight` queries at once.
-    pub fn new(runtime: Runtime, max_inflight: usize) -> Self {
+    /// A handler for `config`'s limits and cache, answering with `runtime`.
+    pub fn new(runtime: Runtime, config: &Config) -> Self {
         Self {
             runtime: ArcSwap::from_pointee(runtime),
-            inflight: Arc::new(Semaphore::new(max_inflight)),
+            inflight: Arc::new(Semaphore::new(config.server.max_inflight)),
             prefixes: Arc::new(PrefixWatch::start()),
+            shared: Shared::new(config),
         }
+    }
+
+    /// The cache and other state that outlives a reload.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// The watch of the host's IPv6 prefixes.
@@ -82,6 +90,6 @@ impl Handler {
             let lines = local::status_lines(&runtime, &self.prefixes.get());
             return Some(local::txt_answer(&request, &lines, runtime.udp_payload()));
         }
-        Some(runtime.resolve(&request, transport).await)
+        Some(runtime.resolve(&request, transport, &self.shared).await)
     }
 }

@@ -2,12 +2,15 @@
 #![forbid(unsafe_code)]
 
 pub mod acl;
+pub mod cache;
 pub mod forward;
 pub mod handler;
 pub mod health;
+pub mod inflight;
 pub mod local;
 pub mod prefix;
 pub mod probe;
+pub mod rebind;
 pub mod router;
 pub mod server;
 pub mod system;

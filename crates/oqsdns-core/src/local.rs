@@ -74,3 +74,238 @@ pub fn txt_answer(request: &Request<'_>, lines: &[String], payload: u16) -> Vec<
     }
     out
 }
+
+/// Type PTR.
+const TYPE_PTR: u16 = 12;
+/// Type HINFO.
+const TYPE_HINFO: u16 = 13;
+/// Type ANY.
+pub const TYPE_ANY: u16 = 255;
+/// How long a local answer may be cached by clients.
+const LOCAL_TTL: u32 = 3600;
+
+/// Reverse zones answered NXDOMAIN locally (RFC 6303), unless a route covers them.
+const RFC6303_ZONES: &[&str] = &[
+    "10.in-addr.arpa.",
+    "16.172.in-addr.arpa.",
+    "17.172.in-addr.arpa.",
+    "18.172.in-addr.arpa.",
+    "19.172.in-addr.arpa.",
+    "20.172.in-addr.arpa.",
+    "21.172.in-addr.arpa.",
+    "22.172.in-addr.arpa.",
+    "23.172.in-addr.arpa.",
+    "24.172.in-addr.arpa.",
+    "25.172.in-addr.arpa.",
+    "26.172.in-addr.arpa.",
+    "27.172.in-addr.arpa.",
+    "28.172.in-addr.arpa.",
+    "29.172.in-addr.arpa.",
+    "30.172.in-addr.arpa.",
+    "31.172.in-addr.arpa.",
+    "168.192.in-addr.arpa.",
+    "0.in-addr.arpa.",
+    "127.in-addr.arpa.",
+    "254.169.in-addr.arpa.",
+    "2.0.192.in-addr.arpa.",
+    "100.51.198.in-addr.arpa.",
+    "113.0.203.in-addr.arpa.",
+    "255.255.255.255.in-addr.arpa.",
+    "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.",
+    "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.",
+    "d.f.ip6.arpa.",
+    "8.e.f.ip6.arpa.",
+    "9.e.f.ip6.arpa.",
+    "a.e.f.ip6.arpa.",
+    "b.e.f.ip6.arpa.",
+    "8.b.d.0.1.0.0.2.ip6.arpa.",
+];
+
+/// What the daemon knows of itself for local answers: its host name and addresses.
+#[derive(Debug)]
+pub struct Own {
+    host: String,
+    addresses: arc_swap::ArcSwap<Vec<std::net::IpAddr>>,
+    reread: crate::throttle::Throttle,
+}
+
+impl Default for Own {
+    fn default() -> Self {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "oqsdns".to_string());
+        Self {
+            host,
+            addresses: arc_swap::ArcSwap::from_pointee(crate::acl::interface_addresses()),
+            reread: crate::throttle::Throttle::new(std::time::Duration::from_secs(5)),
+        }
+    }
+}
+
+impl Own {
+    /// Whether `ip` is one of this host's addresses (re-read at most every five seconds).
+    fn is_own(&self, ip: std::net::IpAddr) -> bool {
+        if self.addresses.load().contains(&ip) {
+            return true;
+        }
+        if self.reread.ready() {
+            self.addresses
+                .store(std::sync::Arc::new(crate::acl::interface_addresses()));
+        }
+        self.addresses.load().contains(&ip)
+    }
+}
+
+/// The address a reverse name stands for, if it names a whole address.
+fn reverse_address(name: &str) -> Option<std::net::IpAddr> {
+    if let Some(v4) = name.strip_suffix(".in-addr.arpa.") {
+        let mut octets: Vec<u8> = v4
+            .split('.')
+            .map(|o| o.parse().ok())
+            .collect::<Option<_>>()?;
+        if octets.len() != 4 {
+            return None;
+        }
+        octets.reverse();
+        return Some(std::net::Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]).into());
+    }
+    let v6 = name.strip_suffix(".ip6.arpa.")?;
+    let nibbles: Vec<u8> = v6
+        .split('.')
+        .map(|n| u8::from_str_radix(n, 16).ok().filter(|_| n.len() == 1))
+        .collect::<Option<_>>()?;
+    if nibbles.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, pair) in nibbles.rchunks(2).enumerate() {
+        bytes[i] = pair[1] << 4 | pair[0];
+    }
+    Some(std::net::Ipv6Addr::from(bytes).into())
+}
+
+/// A reply of our own with AA set and `records` (each: type and data) owned by the question's
+/// name, and `authority` (owner wire name, type, data) records.
+fn authoritative(
+    request: &Request<'_>,
+    rcode: Rcode,
+    records: &[(u16, Vec<u8>)],
+    soa_zone: Option<&[u8]>,
+    payload: u16,
+) -> Vec<u8> {
+    let mut out = request.reply(rcode, 0x0400, payload);
+    let opt = request.edns.map(|_| out.split_off(out.len() - 11));
+    for (rtype, data) in records {
+        out.extend_from_slice(&[0xC0, wire::HEADER_LEN as u8]);
+        push_record_tail(&mut out, *rtype, request.qclass, data);
+    }
+    out[6..8].copy_from_slice(&(records.len() as u16).to_be_bytes());
+    if let Some(zone) = soa_zone {
+        out.extend_from_slice(zone);
+        let mut soa = b"\x09localhost\x00\x06nobody\x07invalid\x00".to_vec();
+        for v in [1u32, 3600, 1200, 604_800, 10_800] {
+            soa.extend_from_slice(&v.to_be_bytes());
+        }
+        push_record_tail(&mut out, 6, 1, &soa);
+        out[8..10].copy_from_slice(&1u16.to_be_bytes());
+    }
+    if let Some(opt) = opt {
+        out.extend_from_slice(&opt);
+    }
+    out
+}
+
+fn push_record_tail(out: &mut Vec<u8>, rtype: u16, class: u16, data: &[u8]) {
+    out.extend_from_slice(&rtype.to_be_bytes());
+    out.extend_from_slice(&class.to_be_bytes());
+    out.extend_from_slice(&LOCAL_TTL.to_be_bytes());
+    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+/// The answer the daemon gives itself, if any: `localhost`, PTR for its own addresses, the
+/// RFC 6303 reverse zones, and a minimal answer to ANY (RFC 8482). The caller skips this for
+/// names a route covers.
+pub fn answer(request: &Request<'_>, own: &Own, payload: u16) -> Option<Vec<u8>> {
+    if request.qclass != 1 {
+        return None;
+    }
+    let mut buf = [0u8; 255];
+    let n = wire::lowercase_name(request.qname(), &mut buf);
+    let name = wire::display_name(&buf[..n]);
+    if name == "localhost." || name.ends_with(".localhost.") {
+        let records = match request.qtype {
+            1 => vec![(1, vec![127, 0, 0, 1])],
+            28 => vec![(28, std::net::Ipv6Addr::LOCALHOST.octets().to_vec())],
+            _ => Vec::new(),
+        };
+        return Some(authoritative(
+            request,
+            Rcode::NoError,
+            &records,
+            None,
+            payload,
+        ));
+    }
+    if request.qtype == TYPE_PTR && reverse_address(&name).is_some_and(|ip| own.is_own(ip)) {
+        let ptr = wire::name_to_wire(&own.host);
+        let records = [(TYPE_PTR, ptr)];
+        return Some(authoritative(
+            request,
+            Rcode::NoError,
+            &records,
+            None,
+            payload,
+        ));
+    }
+    if let Some(zone) = RFC6303_ZONES
+        .iter()
+        .find(|z| name == **z || name.ends_with(&format!(".{z}")))
+    {
+        let rcode = if name == *zone {
+            Rcode::NoError
+        } else {
+            Rcode::NxDomain
+        };
+        return Some(authoritative(
+            request,
+            rcode,
+            &[],
+            Some(&wire::name_to_wire(zone)),
+            payload,
+        ));
+    }
+    if request.qtype == TYPE_ANY {
+        let hinfo = b"\x07RFC8482\x00".to_vec();
+        return Some(authoritative(
+            request,
+            Rcode::NoError,
+            &[(TYPE_HINFO, hinfo)],
+            None,
+            payload,
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_names_to_addresses() {
+        assert_eq!(
+            reverse_address("1.0.0.127.in-addr.arpa."),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(reverse_address("0.0.127.in-addr.arpa."), None);
+        let v6 = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.5.4.3.2.1.2.8.0.0.8.0.4.2.ip6.arpa.";
+        assert_eq!(
+            reverse_address(v6),
+            Some("2408:82:1234:5600::1".parse().unwrap())
+        );
+        assert_eq!(reverse_address("x.ip6.arpa."), None);
+    }
+}

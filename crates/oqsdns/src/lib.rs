@@ -77,7 +77,7 @@ impl Daemon {
         let registry = HealthRegistry::default();
         let runtime = build_runtime(&resolved, listening, &registry);
         log_table(&resolved, &runtime);
-        let handler = Arc::new(Handler::new(runtime, config.server.max_inflight));
+        let handler = Arc::new(Handler::new(runtime, config));
         let daemon = Arc::new(Self {
             handler,
             registry,

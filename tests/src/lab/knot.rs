@@ -147,6 +147,8 @@ pub fn start(
         let mut text = std::fs::read_to_string(&source)
             .map_err(|e| format!("cannot read {}: {e}", source.display()))?;
         let _ = writeln!(text, "whoami IN TXT \"{}\"", server.id);
+        // Below it, any name answers the same: a test asks a fresh one when the cache must not.
+        let _ = writeln!(text, "*.whoami IN TXT \"{}\"", server.id);
         std::fs::write(zones_dir.join(&file), text).map_err(|e| e.to_string())?;
         let _ = writeln!(zone_list, "  - domain: {zone}\n    file: \"{file}\"");
     }

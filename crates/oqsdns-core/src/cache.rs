@@ -1,0 +1,248 @@
+//! The answer cache: upstream replies kept as bytes, keyed by the lower-cased question and the
+//! DO and CD bits; a hit counts the TTLs down in place and the bytes pass on. Negative answers
+//! live for the SOA minimum (RFC 2308); expired answers are kept for serve-stale (RFC 8767).
+//! Bounded by a number of entries; when full, the entry expiring soonest among a sample goes.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::wire::{self, Rcode, Request, Section};
+
+/// TTL of an answer served stale (RFC 8767 recommends 30 s).
+pub const STALE_TTL: u32 = 30;
+const SHARDS: usize = 16;
+const EVICTION_SAMPLE: usize = 8;
+const TYPE_SOA: u16 = 6;
+
+/// The cache key: lower-case wire name, type, class, and the DO and CD bits.
+pub type Key = Box<[u8]>;
+
+/// The key of a request.
+pub fn key(request: &Request<'_>) -> Key {
+    let mut buf = [0u8; 255];
+    let n = wire::lowercase_name(request.qname(), &mut buf);
+    let mut key = Vec::with_capacity(n + 5);
+    key.extend_from_slice(&buf[..n]);
+    key.extend_from_slice(&request.qtype.to_be_bytes());
+    key.extend_from_slice(&request.qclass.to_be_bytes());
+    key.push(u8::from(request.dnssec_ok()) | u8::from(request.checking_disabled()) << 1);
+    key.into_boxed_slice()
+}
+
+/// Limits of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Entries at most; 0 disables the cache.
+    pub entries: usize,
+    /// Lowest lifetime given to an answer, in seconds.
+    pub min_ttl: u32,
+    /// Highest lifetime given to an answer, in seconds.
+    pub max_ttl: u32,
+    /// How long after expiry an answer may still be served stale; the longest of any route.
+    pub keep_stale: Duration,
+}
+
+#[derive(Debug)]
+struct Entry {
+    bytes: Box<[u8]>,
+    stored: Instant,
+    lifetime: u32,
+    /// The route the answer came from, so a reload that changes the route drops it.
+    route: u64,
+}
+
+impl Entry {
+    fn expires(&self) -> Instant {
+        self.stored + Duration::from_secs(u64::from(self.lifetime))
+    }
+}
+
+/// A cached answer, ready to be turned into a client's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The upstream reply with its TTLs counted down.
+    pub bytes: Vec<u8>,
+    /// Whether it is past its lifetime (served stale).
+    pub stale: bool,
+}
+
+/// The answer cache.
+#[derive(Debug)]
+pub struct Cache {
+    shards: Vec<Mutex<HashMap<Key, Entry>>>,
+    hasher: RandomState,
+    per_shard: usize,
+    limits: Limits,
+}
+
+impl Cache {
+    /// An empty cache.
+    pub fn new(limits: Limits) -> Self {
+        let per_shard = limits.entries.div_ceil(SHARDS);
+        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        Self {
+            shards,
+            hasher: RandomState::new(),
+            per_shard,
+            limits,
+        }
+    }
+
+    /// Whether the cache stores anything.
+    pub fn enabled(&self) -> bool {
+        self.limits.entries > 0
+    }
+
+    fn shard(&self, key: &[u8]) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+        let index = self.hasher.hash_one(key) as usize % SHARDS;
+        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many entries the cache holds.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
+            .sum()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A fresh answer for `key` from `route`, its TTLs counted down.
+    pub fn get(&self, key: &[u8], route: u64, now: Instant) -> Option<Hit> {
+        self.lookup(key, route, now, Duration::ZERO)
+    }
+
+    /// An answer for `key` from `route` up to `stale_for` past its lifetime; stale ones get TTL 30.
+    pub fn get_stale(
+        &self,
+        key: &[u8],
+        route: u64,
+        now: Instant,
+        stale_for: Duration,
+    ) -> Option<Hit> {
+        self.lookup(key, route, now, stale_for)
+    }
+
+    fn lookup(&self, key: &[u8], route: u64, now: Instant, stale_for: Duration) -> Option<Hit> {
+        if !self.enabled() {
+            return None;
+        }
+        let shard = self.shard(key);
+        let entry = shard.get(key).filter(|e| e.route == route)?;
+        let expires = entry.expires();
+        let stale = now >= expires;
+        if stale && now >= expires + stale_for {
+            return None;
+        }
+        let elapsed = now
+            .saturating_duration_since(entry.stored)
+            .as_secs()
+            .min(u64::from(u32::MAX)) as u32;
+        let mut bytes = entry.bytes.to_vec();
+        drop(shard);
+        let ttls = wire::records(&bytes)?;
+        for rec in ttls.iter().filter(|r| r.rtype != wire::TYPE_OPT) {
+            let ttl = if stale {
+                STALE_TTL
+            } else {
+                let original = wire::ttl_at(&bytes, rec.ttl_at);
+                self.clamp(original).saturating_sub(elapsed)
+            };
+            bytes[rec.ttl_at..rec.ttl_at + 4].copy_from_slice(&ttl.to_be_bytes());
+        }
+        Some(Hit { bytes, stale })
+    }
+
+    fn clamp(&self, ttl: u32) -> u32 {
+        ttl.max(self.limits.min_ttl).min(self.limits.max_ttl)
+    }
+
+    /// Stores an upstream reply (already checked against the question) from `route`. Only
+    /// NOERROR and NXDOMAIN answers are kept; negative ones only with an SOA to time them.
+    pub fn insert(&self, key: Key, reply: &[u8], route: u64, now: Instant) {
+        if !self.enabled() {
+            return;
+        }
+        let Some(lifetime) = self.lifetime(reply) else {
+            return;
+        };
+        let entry = Entry {
+            bytes: reply.into(),
+            stored: now,
+            lifetime,
+            route,
+        };
+        let mut shard = self.shard(&key);
+        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
+            self.evict(&mut shard, now);
+        }
+        shard.insert(key, entry);
+    }
+
+    /// How long a reply may be served fresh, or `None` if it must not be cached.
+    fn lifetime(&self, reply: &[u8]) -> Option<u32> {
+        let rcode = wire::rcode_of(reply);
+        if reply.get(2).is_some_and(|f| f & 0x02 != 0) {
+            return None; // truncated
+        }
+        let records = wire::records(reply)?;
+        let answers: Vec<_> = records
+            .iter()
+            .filter(|r| r.section == Section::Answer)
+            .collect();
+        let ttl = if rcode == Rcode::NoError as u8 && !answers.is_empty() {
+            answers
+                .iter()
+                .map(|r| wire::ttl_at(reply, r.ttl_at))
+                .min()?
+        } else if rcode == Rcode::NoError as u8 || rcode == Rcode::NxDomain as u8 {
+            // RFC 2308: a negative answer lives for the SOA's TTL or its MINIMUM, the smaller.
+            let soa = records
+                .iter()
+                .find(|r| r.section == Section::Authority && r.rtype == TYPE_SOA)?;
+            let minimum = wire::ttl_at(reply, soa.end.checked_sub(4)?);
+            wire::ttl_at(reply, soa.ttl_at).min(minimum)
+        } else {
+            return None;
+        };
+        let lifetime = self.clamp(ttl);
+        (lifetime > 0 || self.limits.keep_stale > Duration::ZERO).then_some(lifetime)
+    }
+
+    /// Makes room: drops expired-and-unservable entries among a sample, else the one expiring
+    /// soonest.
+    fn evict(&self, shard: &mut HashMap<Key, Entry>, now: Instant) {
+        let keep_stale = self.limits.keep_stale;
+        let victim = shard
+            .iter()
+            .take(EVICTION_SAMPLE)
+            .min_by_key(|(_, e)| {
+                e.expires()
+                    + if e.expires() + keep_stale <= now {
+                        Duration::ZERO
+                    } else {
+                        keep_stale
+                    }
+            })
+            .map(|(k, _)| k.clone());
+        if let Some(victim) = victim {
+            shard.remove(&victim);
+        }
+    }
+
+    /// Drops every entry.
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            shard.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
