@@ -112,7 +112,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Show { config },
         } => match load(config.as_ref()) {
             Ok(config) => {
-                print!("{}", config.to_effective_toml());
+                print!("{}", show(&config));
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -160,6 +160,29 @@ fn main() -> ExitCode {
             oqsdns::logging::init();
             run(config, source)
         }
+    }
+}
+
+/// The effective configuration; `area = "auto"` is resolved by probing, as the daemon would.
+fn show(config: &Config) -> String {
+    if config.area != Area::Auto {
+        return config.to_effective_toml();
+    }
+    let timeout = config.health.timeout.0;
+    let detected = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()
+        .and_then(|rt| rt.block_on(oqsdns_core::probe::detect_area(timeout)));
+    match detected {
+        Some(area) => format!(
+            "# area auto: detected {area}\n{}",
+            config.with_area(area).to_effective_toml()
+        ),
+        None => format!(
+            "# area auto: no NW-base DNS answers in either area now; the daemon would use east\n{}",
+            config.with_area(Area::East).to_effective_toml()
+        ),
     }
 }
 

@@ -82,3 +82,23 @@ fn set_freebind(socket: &Socket, addr: SocketAddr) {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn set_freebind(_: &Socket, _: SocketAddr) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Documentation addresses are on no interface here: only FREEBIND lets them bind, as the
+    /// line's IPv6 prefix at boot.
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn addresses_not_yet_on_the_host_can_be_bound() {
+        let addrs = [
+            "192.0.2.55:0".parse().unwrap(),
+            "[2001:db8::55]:0".parse().unwrap(),
+        ];
+        let listeners = bind_all(&addrs).expect("FREEBIND binds absent addresses");
+        assert_eq!(listeners.len(), 2);
+        assert_eq!(listeners[1].addr.ip(), addrs[1].ip());
+        assert_ne!(listeners[0].addr.port(), 0);
+    }
+}
