@@ -379,7 +379,16 @@ fn answered(answer: &Answer) -> bool {
     answer.ok
         || answer.error.as_deref().is_some_and(|e| {
             [
-                "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "RCODE", "no ",
+                "NOERROR",
+                "FORMERR",
+                "SERVFAIL",
+                "NXDOMAIN",
+                "NOTIMP",
+                "REFUSED",
+                "RCODE",
+                "no ",
+                "malformed",
+                "reply does not match",
             ]
             .iter()
             .any(|p| e.starts_with(p))
