@@ -2,6 +2,7 @@
 //! around the query path.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod logging;
 pub mod notify;
 pub mod sockets;
@@ -86,6 +87,9 @@ impl Daemon {
             shutdown,
         });
         daemon.spawn_probes(&resolved);
+        let (prefixes, interval) = (daemon.handler.prefixes(), config.health.interval.0);
+        let stop = daemon.shutdown.clone();
+        tokio::spawn(async move { prefixes.watch(interval, stop).await });
         tokio::spawn(watch_area(
             Arc::downgrade(&daemon),
             config.health.interval.0,

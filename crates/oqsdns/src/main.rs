@@ -33,6 +33,23 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Vec<ServerAddr>,
     },
+    /// Run the guide's step-7 check through the daemon and straight to every upstream, and say
+    /// what is wrong: exit 0 when all is well, 1 when not, 2 on a usage or configuration error.
+    Check {
+        /// Configuration file; without one the built-in defaults apply.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Override the area: east, west, auto or none.
+        #[arg(long)]
+        area: Option<Area>,
+        /// The daemon's address (port 53 when omitted); default: the first listen address, or
+        /// loopback for a wildcard.
+        #[arg(long, value_name = "ADDR")]
+        server: Option<ServerAddr>,
+        /// Print the findings and verdicts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate or show a configuration.
     Config {
         #[command(subcommand)]
@@ -140,6 +157,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Check {
+            config,
+            area,
+            server,
+            json,
+        } => check(config, area, server, json),
         Command::Run {
             config,
             area,
@@ -183,6 +206,48 @@ fn show(config: &Config) -> String {
             "# area auto: no NW-base DNS answers in either area now; the daemon would use east\n{}",
             config.with_area(Area::East).to_effective_toml()
         ),
+    }
+}
+
+fn check(
+    path: Option<PathBuf>,
+    area: Option<Area>,
+    server: Option<ServerAddr>,
+    json: bool,
+) -> ExitCode {
+    let source = Source {
+        path,
+        area,
+        listen: Vec::new(),
+    };
+    let config = match source.load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = server.map_or_else(|| oqsdns::check::default_server(&config), |s| s.0);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = runtime.block_on(oqsdns::check::run(&config, server));
+    if json {
+        print!("{}", oqsdns::check::render::json(&report));
+    } else {
+        print!("{}", oqsdns::check::render::text(&report));
+    }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -10,6 +10,7 @@ pub mod env;
 pub mod knot;
 pub mod netns;
 pub mod process;
+pub mod run;
 pub mod topology;
 
 use std::net::IpAddr;
@@ -79,6 +80,8 @@ pub enum Cut {
     All,
     /// DNS over UDP to the addresses; TCP still passes.
     Udp,
+    /// DNS over TCP to the addresses; UDP still passes.
+    Tcp,
 }
 
 /// A running lab. Dropping it stops oqsdns and the knotd servers and deletes the namespaces.
@@ -97,14 +100,20 @@ impl Lab {
     /// Builds the lab with oqsdns running the `area` preset, or returns `None` after saying why
     /// `test` is skipped. Panics when the lab cannot be built although it should.
     pub fn start(test: &str, area: Area) -> Option<Self> {
+        Self::start_with(test, area, "")
+    }
+
+    /// [`Lab::start`] with `extra` appended to the daemon's configuration (such as a `[health]`
+    /// table).
+    pub fn start_with(test: &str, area: Area, extra: &str) -> Option<Self> {
         let tools = tools_or_skip(test)?;
-        match Self::build(tools, area) {
+        match Self::build(tools, area, extra) {
             Ok(lab) => Some(lab),
             Err(e) => panic!("{test}: cannot build the lab: {e}"),
         }
     }
 
-    fn build(tools: Tools, area: Area) -> Result<Self, String> {
+    fn build(tools: Tools, area: Area, extra: &str) -> Result<Self, String> {
         let prefix = netns::unique_prefix();
         let scratch = ScratchDir::create(&prefix)?;
         let server_addrs: Vec<IpAddr> = knot::SERVERS
@@ -126,7 +135,7 @@ impl Lab {
             )?);
         }
         let config = scratch.path().join("oqsdns.toml");
-        std::fs::write(&config, oqsdns_config(area)).map_err(|e| e.to_string())?;
+        std::fs::write(&config, oqsdns_config(area) + extra).map_err(|e| e.to_string())?;
         let mut cmd = net.ns(Host::Oqsdns).command(&tools.oqsdns);
         cmd.arg("run").arg("--config").arg(&config);
         cmd.env("RUST_LOG", "debug");
@@ -182,6 +191,7 @@ impl Lab {
             let what = match cut {
                 Cut::All => String::new(),
                 Cut::Udp => "udp dport 53 ".to_string(),
+                Cut::Tcp => "tcp dport 53 ".to_string(),
             };
             rules.push_str(&format!("    {family} daddr {server} {what}drop\n"));
         }

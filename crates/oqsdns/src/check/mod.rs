@@ -1,0 +1,444 @@
+//! `oqsdns check`: the guide's step-7 suite (手順7, pp.12–13) through the running daemon, as a
+//! terminal asks, and straight to every configured upstream over UDP and TCP; the daemon's own
+//! view from `status.oqsdns. CH TXT`; and a verdict in Japanese and English.
+//!
+//! [`run`] does the work and returns a [`Report`]; [`render`] prints it. Every probe runs at once
+//! and waits at most `health.timeout`, so the whole check takes a few seconds.
+
+pub mod render;
+pub mod verdict;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+
+use oqsdns_config::{Area, Config, DefaultServer, ProbeName, Route};
+use oqsdns_core::probe::{self, ProbeResult};
+use oqsdns_core::{acl, local, prefix, upstream, wire, Transport};
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+pub use verdict::{Findings, RouteFinding, RouteKind, ServerFinding, Severity, Verdict};
+
+/// The NW-base domains of the guide's table, to recognise an NW-base route by its domains.
+const NW_BASE_DOMAINS: [&str; 6] = [
+    "onshikaku.org",
+    "lineauth.mnw",
+    "base.oqs-pdl.org",
+    "managedpki.ne.jp",
+    "cybertrust.ne.jp",
+    "secomtrust.net",
+];
+
+/// The NGN domains of the guide's table.
+const NGN_DOMAINS: [&str; 2] = ["flets-east.jp", "flets-west.jp"];
+
+/// One question over one transport.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Answer {
+    /// It resolved.
+    pub ok: bool,
+    /// The A and AAAA addresses of the answer.
+    pub addresses: Vec<IpAddr>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Time to the answer or the failure, in milliseconds.
+    pub latency_ms: u64,
+}
+
+impl From<ProbeResult> for Answer {
+    fn from(r: ProbeResult) -> Self {
+        let latency_ms = r.latency.as_millis().try_into().unwrap_or(u64::MAX);
+        match r.result {
+            Ok(addresses) => Self {
+                ok: true,
+                addresses,
+                error: None,
+                latency_ms,
+            },
+            Err(error) => Self {
+                ok: false,
+                addresses: Vec::new(),
+                error: Some(error),
+                latency_ms,
+            },
+        }
+    }
+}
+
+/// One question asked of one server over UDP and over TCP: a row of the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    /// `oqsdns` for the daemon, else the route's name (`nw-base`, `ngn`, `default`, ...).
+    pub route: String,
+    /// The server asked.
+    pub server: SocketAddr,
+    /// The question, such as `www.lineauth.mnw AAAA`.
+    pub name: String,
+    /// Over UDP.
+    pub udp: Answer,
+    /// Over TCP.
+    pub tcp: Answer,
+}
+
+/// Everything `oqsdns check` found and concluded.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The area checked (`auto` resolved).
+    pub area: Area,
+    /// The daemon's address.
+    pub server: SocketAddr,
+    /// The step-7 names asked through the daemon.
+    pub daemon: Vec<Row>,
+    /// The names asked straight of every upstream.
+    pub upstreams: Vec<Row>,
+    /// The other area's NW-base servers, asked to tell a wrong `area` apart.
+    pub other_area: Vec<Row>,
+    /// The daemon's `status.oqsdns` lines, when it answered them.
+    pub status: Option<Vec<String>>,
+    /// This host's global IPv6 prefixes.
+    pub host_ipv6: Vec<String>,
+    /// What the verdict was drawn from.
+    pub findings: Findings,
+    /// The verdict.
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Report {
+    /// Whether all is well: exit status 0, else 1.
+    pub fn ok(&self) -> bool {
+        verdict::all_ok(&self.verdicts)
+    }
+}
+
+/// The daemon's address `oqsdns check` asks by default: the first listen address, with a
+/// wildcard replaced by the loopback address of its family.
+pub fn default_server(config: &Config) -> SocketAddr {
+    let mut addr = config
+        .server
+        .listen
+        .first()
+        .map_or(SocketAddr::from((Ipv6Addr::LOCALHOST, 53)), |a| a.0);
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+/// What a route serves, from its name or its domains.
+fn kind_of(route: &Route) -> RouteKind {
+    let has = |list: &[&str]| route.domains.iter().any(|d| list.contains(&d.as_str()));
+    if route.name == "nw-base" || has(&NW_BASE_DOMAINS) {
+        RouteKind::NwBase
+    } else if route.name == "ngn" || has(&NGN_DOMAINS) {
+        RouteKind::Ngn
+    } else {
+        RouteKind::Other
+    }
+}
+
+/// A group of servers to ask the same names.
+struct Target {
+    route: String,
+    kind: RouteKind,
+    servers: Vec<SocketAddr>,
+    names: Vec<ProbeName>,
+}
+
+/// The routes of `config` (area resolved) and its default servers, `"system"` read from
+/// `resolv_conf` without the daemon's own addresses.
+fn targets(config: &Config, resolv_conf: &Path) -> Vec<Target> {
+    let mut out: Vec<Target> = config
+        .routes_effective()
+        .iter()
+        .map(|r| Target {
+            route: r.name.clone(),
+            kind: kind_of(r),
+            servers: r.servers.iter().map(|s| s.0).collect(),
+            names: r.names.clone(),
+        })
+        .collect();
+    let listening: Vec<SocketAddr> = config.server.listen.iter().map(|a| a.0).collect();
+    let mut defaults = Vec::new();
+    for server in &config.forward.default {
+        match server {
+            DefaultServer::Addr(a) => defaults.push(a.0),
+            DefaultServer::System => {
+                defaults.extend(crate::system_servers(resolv_conf, &listening));
+            }
+        }
+    }
+    out.push(Target {
+        route: "default".into(),
+        kind: RouteKind::Default,
+        servers: defaults,
+        names: config.forward.names.clone(),
+    });
+    out
+}
+
+/// Runs the check of `config` against the daemon at `server`, with `"system"` read from
+/// `/etc/resolv.conf`.
+pub async fn run(config: &Config, server: SocketAddr) -> Report {
+    run_with(config, server, Path::new(crate::RESOLV_CONF)).await
+}
+
+/// [`run`] with another resolv.conf for `"system"`.
+pub async fn run_with(config: &Config, server: SocketAddr, resolv_conf: &Path) -> Report {
+    let timeout = config.health.timeout.0;
+    let deadline = Instant::now() + timeout;
+    let mut status_task = Some(tokio::spawn(status(server, deadline)));
+    let mut status_lines = None;
+    let area = match config.area {
+        Area::Auto => {
+            // The daemon knows which area it chose; ask the servers only when it does not say.
+            let lines = match status_task.take() {
+                Some(task) => task.await.ok().flatten(),
+                None => None,
+            };
+            let from_daemon = lines.as_deref().and_then(area_in);
+            status_lines = lines;
+            match from_daemon {
+                Some(area) => area,
+                None => probe::detect_area(timeout).await.unwrap_or(Area::East),
+            }
+        }
+        area => area,
+    };
+    let config = config.with_area(area);
+    let targets = targets(&config, resolv_conf);
+    let step7: Vec<ProbeName> = config
+        .routes_effective()
+        .iter()
+        .flat_map(|r| r.names.iter().cloned())
+        .filter(|n| n.name != ".")
+        .collect();
+    let other = match area {
+        Area::East => Some(Area::West),
+        Area::West => Some(Area::East),
+        Area::Auto | Area::None => None,
+    };
+    let other_target = other.map(|other| Target {
+        route: "nw-base".into(),
+        kind: RouteKind::NwBase,
+        servers: oqsdns_config::nw_base_servers(other)
+            .iter()
+            .map(|s| s.0)
+            .collect(),
+        names: oqsdns_config::preset_routes(other)
+            .into_iter()
+            .filter(|r| r.name == "nw-base")
+            .flat_map(|r| r.names)
+            .take(1)
+            .collect(),
+    });
+
+    // Every question at once: (section, route index, server, name index, transport).
+    let mut asks = JoinSet::new();
+    let mut spawn = |section: usize, route: usize, server: SocketAddr, names: &[ProbeName]| {
+        for (index, name) in names.iter().enumerate() {
+            for transport in [Transport::Udp, Transport::Tcp] {
+                let name = name.clone();
+                asks.spawn(async move {
+                    let result = probe::probe(server, transport, &name, timeout).await;
+                    (section, route, server, index, transport, result)
+                });
+            }
+        }
+    };
+    spawn(0, 0, server, &step7);
+    for (i, target) in targets.iter().enumerate() {
+        for &s in &target.servers {
+            spawn(1, i, s, &target.names);
+        }
+    }
+    if let Some(target) = &other_target {
+        for &s in &target.servers {
+            spawn(2, 0, s, &target.names);
+        }
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = asks.join_next().await {
+        if let Ok(result) = joined {
+            results.push(result);
+        }
+    }
+    if let Some(task) = status_task {
+        status_lines = task.await.ok().flatten();
+    }
+    let status = status_lines;
+
+    let rows_of =
+        |section: usize, route: usize, label: &str, server: SocketAddr, names: &[ProbeName]| {
+            names
+                .iter()
+                .enumerate()
+                .map(|(index, name)| {
+                    let find = |transport| {
+                        results
+                            .iter()
+                            .find(|r| {
+                                (r.0, r.1, r.2, r.3, r.4)
+                                    == (section, route, server, index, transport)
+                            })
+                            .map_or_else(
+                                || Answer {
+                                    ok: false,
+                                    addresses: Vec::new(),
+                                    error: Some("not asked".into()),
+                                    latency_ms: 0,
+                                },
+                                |r| Answer::from(r.5.clone()),
+                            )
+                    };
+                    Row {
+                        route: label.to_string(),
+                        server,
+                        name: name.to_string(),
+                        udp: find(Transport::Udp),
+                        tcp: find(Transport::Tcp),
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+    let daemon = rows_of(0, 0, "oqsdns", server, &step7);
+    let mut upstreams = Vec::new();
+    let mut routes = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        let mut servers = Vec::new();
+        for &s in &target.servers {
+            let rows = rows_of(1, i, &target.route, s, &target.names);
+            servers.push(server_finding(s, &rows));
+            upstreams.extend(rows);
+        }
+        routes.push(RouteFinding {
+            name: target.route.clone(),
+            kind: target.kind,
+            servers,
+        });
+    }
+    let mut other_area = Vec::new();
+    let other_finding = other_target.map(|target| {
+        let mut servers = Vec::new();
+        for &s in &target.servers {
+            let rows = rows_of(
+                2,
+                0,
+                &format!("nw-base ({})", other.unwrap_or(Area::None)),
+                s,
+                &target.names,
+            );
+            servers.push(server_finding(s, &rows));
+            other_area.extend(rows);
+        }
+        RouteFinding {
+            name: format!("nw-base-{}", other.unwrap_or(Area::None)),
+            kind: target.kind,
+            servers,
+        }
+    });
+
+    let host_ipv6 = prefix::global_ipv6(&acl::interface_prefixes());
+    let prefix_changed = status.as_ref().and_then(|lines| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix("prefix-changed="))
+            .map(|v| v == "yes")
+    });
+    let findings = Findings {
+        daemon_answers: status.is_some()
+            || daemon.iter().any(|r| answered(&r.udp) || answered(&r.tcp)),
+        daemon_udp: daemon.iter().all(|r| r.udp.ok),
+        daemon_tcp: daemon.iter().all(|r| r.tcp.ok),
+        routes,
+        other_area: other_finding,
+        host_global_ipv6: !host_ipv6.is_empty(),
+        prefix_changed,
+    };
+    let verdicts = verdict::verdicts(&findings);
+    Report {
+        area,
+        server,
+        daemon,
+        upstreams,
+        other_area,
+        status,
+        host_ipv6: host_ipv6.iter().map(ToString::to_string).collect(),
+        findings,
+        verdicts,
+    }
+}
+
+/// Whether the server said anything at all (an answer, or an error response code), as opposed to
+/// silence, a refused connection or an unreachable network.
+fn answered(answer: &Answer) -> bool {
+    answer.ok
+        || answer.error.as_deref().is_some_and(|e| {
+            [
+                "NOERROR",
+                "FORMERR",
+                "SERVFAIL",
+                "NXDOMAIN",
+                "NOTIMP",
+                "REFUSED",
+                "RCODE",
+                "no ",
+                "malformed",
+                "reply does not match",
+            ]
+            .iter()
+            .any(|p| e.starts_with(p))
+        })
+}
+
+fn server_finding(addr: SocketAddr, rows: &[Row]) -> ServerFinding {
+    ServerFinding {
+        addr,
+        udp: !rows.is_empty() && rows.iter().all(|r| r.udp.ok),
+        tcp: !rows.is_empty() && rows.iter().all(|r| r.tcp.ok),
+    }
+}
+
+/// The concrete area a status names in its `area=` line.
+fn area_in(lines: &[String]) -> Option<Area> {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("area="))
+        .and_then(|a| a.parse().ok())
+        .filter(|a| Area::CONCRETE.contains(a))
+}
+
+/// Asks the daemon `status.oqsdns. CH TXT` over UDP (TCP when truncated); its TXT strings.
+pub async fn status(server: SocketAddr, deadline: Instant) -> Option<Vec<String>> {
+    let id = rand::random::<u16>();
+    let mut query = wire::build_query(id, local::STATUS_NAME, local::TYPE_TXT);
+    let class_at = wire::HEADER_LEN + local::STATUS_NAME.len() + 2;
+    query[class_at..class_at + 2].copy_from_slice(&local::CLASS_CH.to_be_bytes());
+    let question = query[wire::HEADER_LEN..class_at + 2].to_vec();
+    let mut reply = upstream::udp(server, &query, id, &question, deadline)
+        .await
+        .ok()?;
+    if reply.info.truncated {
+        reply = upstream::tcp(server, &query, id, &question, deadline)
+            .await
+            .ok()?;
+    }
+    if reply.info.rcode != 0 {
+        return None;
+    }
+    let records = wire::answer_records(&reply.bytes)?;
+    Some(
+        records
+            .iter()
+            .filter(|(rtype, _)| *rtype == local::TYPE_TXT)
+            .map(|(_, data)| {
+                let len = usize::from(*data.first().unwrap_or(&0));
+                String::from_utf8_lossy(data.get(1..1 + len).unwrap_or_default()).into_owned()
+            })
+            .collect(),
+    )
+}

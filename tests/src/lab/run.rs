@@ -1,0 +1,31 @@
+//! Running things in the lab's namespaces beside the daemon: `oqsdns check` with the lab's
+//! configuration, and `ip` to change a host's addresses.
+
+use std::time::Duration;
+
+use super::process::{run_bounded, Output};
+use super::{Host, Lab, CLIENT_SLACK};
+
+/// How long `oqsdns check` may take: its probes wait at most `health.timeout` (2 s) each, run at
+/// once, after the status query.
+const CHECK_LIMIT: Duration = Duration::from_secs(15);
+
+impl Lab {
+    /// Runs `oqsdns check --config <the lab's configuration> <args>` on `host`.
+    pub fn check(&self, host: Host, args: &[&str]) -> Output {
+        let mut cmd = self.net.ns(host).command(&self.tools.oqsdns);
+        cmd.arg("check")
+            .arg("--config")
+            .arg(self.scratch.path().join("oqsdns.toml"))
+            .args(args);
+        run_bounded(&mut cmd, CHECK_LIMIT + CLIENT_SLACK)
+            .unwrap_or_else(|e| panic!("cannot run oqsdns check: {e}"))
+    }
+
+    /// Runs `ip -n <host's namespace> <args>`; panics when it fails.
+    pub fn ip(&self, host: Host, args: &[&str]) {
+        if let Err(e) = self.net.ns(host).ip(args) {
+            panic!("ip {args:?} on {host:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! `oqsdns check` in the lab: the built binary run inside a lab namespace with the lab's
+//! configuration, against the running daemon and the knotd servers at the guide's addresses,
+//! with nftables cutting what each verdict needs.
+//!
+//! Each test builds its own namespaces (see `oqsdns_tests::lab`); without root or the tools it
+//! says it was skipped, unless `OQSDNS_LAB=require`.
+
+use std::time::{Duration, Instant};
+
+use oqsdns_tests::lab::process::Output;
+use oqsdns_tests::lab::topology::{OQSDNS_LAN4, TERMINAL6};
+use oqsdns_tests::lab::{Area, Cut, Host, Lab};
+
+/// Appended to the lab's `[forward]`: the internet resolver is authoritative only, so it is
+/// probed with a name it holds rather than the root.
+const FORWARD_NAMES: &str = "names = [\"www.example.com AAAA\"]\n";
+
+fn start(test: &str, area: Area, extra: &str) -> Option<Lab> {
+    Lab::start_with(test, area, &format!("{FORWARD_NAMES}{extra}"))
+}
+
+/// The check's JSON and its verdict ids; panics with the output and the daemon's log unless
+/// it exited with `code`.
+fn check_json(lab: &Lab, host: Host, args: &[&str], code: i32) -> (serde_json::Value, Vec<String>) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = lab.check(host, &all);
+    let context = || describe(lab, &out);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(code),
+        "exit status of oqsdns check\n{}",
+        context()
+    );
+    let value: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("check --json printed no JSON ({e})\n{}", context()));
+    let ids = value["verdicts"]
+        .as_array()
+        .expect("a verdicts array")
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    (value, ids)
+}
+
+fn describe(lab: &Lab, out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}\n--- oqsdns log ---\n{}",
+        out.stdout,
+        out.stderr,
+        lab.oqsdns_log()
+    )
+}
+
+/// The text output, which must carry both languages of `id`'s verdict.
+fn check_text(lab: &Lab, host: Host, args: &[&str], ja: &str, en: &str) {
+    let out = lab.check(host, args);
+    assert!(
+        out.stdout.contains(ja) && out.stdout.contains(en),
+        "want {ja:?} and {en:?}\n{}",
+        describe(lab, &out)
+    );
+}
+
+#[test]
+fn check_all_good_east() {
+    let Some(lab) = start("check_all_good_east", Area::East, "") else {
+        return;
+    };
+    let (json, ids) = check_json(&lab, Host::Oqsdns, &[], 0);
+    assert_eq!(ids, ["ok"], "{json:#}");
+    assert_eq!(json["area"], "east");
+    assert_eq!(
+        json["server"], "[::1]:53",
+        "the wildcard listen address is asked on loopback"
+    );
+    let www = json["daemon"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "www.lineauth.mnw AAAA")
+        .expect("www.lineauth.mnw asked through the daemon");
+    assert_eq!(
+        www["udp"]["addresses"][0], "2404:1a8:f583:af0::1",
+        "{www:#}"
+    );
+    assert_eq!(www["tcp"]["ok"], true, "{www:#}");
+    // The NW-base primary was asked straight, over both transports.
+    let direct = json["upstreams"].as_array().unwrap();
+    assert!(direct
+        .iter()
+        .any(|r| r["server"] == "[2404:1a8:f583:d00::53:1]:53" && r["tcp"]["ok"] == true));
+    check_text(&lab, Host::Oqsdns, &[], "すべて正常です", "All good");
+}
+
+/// The daemon runs the West table on a line where only East's servers are reachable.
+#[test]
+fn check_wrong_area() {
+    let Some(lab) = start("check_wrong_area", Area::West, "") else {
+        return;
+    };
+    let mut west = Area::West.nw_base().to_vec();
+    west.extend(Area::West.ngn());
+    lab.cut_off(&west, Cut::All);
+    let (json, ids) = check_json(&lab, Host::Oqsdns, &[], 1);
+    assert!(ids.contains(&"wrong-area".to_string()), "{json:#}");
+    assert!(
+        !ids.contains(&"nw-base-unreachable".to_string()),
+        "{json:#}"
+    );
+    check_text(
+        &lab,
+        Host::Oqsdns,
+        &[],
+        "設定の area（東日本 east / 西日本 west）が回線と違います",
+        "the configured area (east / west) does not match the line",
+    );
+}
+
+/// Both areas' NW-base DNS cut off (line authentication missing), the NGN DNS answering.
+#[test]
+fn check_nw_base_cut_off() {
+    let Some(lab) = start("check_nw_base_cut_off", Area::East, "") else {
+        return;
+    };
+    let mut nw_base = Area::East.nw_base().to_vec();
+    nw_base.extend(Area::West.nw_base());
+    lab.cut_off(&nw_base, Cut::All);
+    let (json, ids) = check_json(&lab, Host::Oqsdns, &[], 1);
+    assert_eq!(ids, ["nw-base-unreachable"], "{json:#}");
+    check_text(
+        &lab,
+        Host::Oqsdns,
+        &[],
+        "NGN DNS は応答しますが、オンライン資格確認NW基盤の DNS サーバーが応答しません",
+        "The NGN DNS answers but the NW-base DNS servers do not",
+    );
+}
+
+/// DNS over TCP to the NW-base servers dropped, UDP passing (pp.12–13).
+#[test]
+fn check_tcp_blocked() {
+    let Some(lab) = start("check_tcp_blocked", Area::East, "") else {
+        return;
+    };
+    lab.cut_off(&Area::East.nw_base(), Cut::Tcp);
+    let (json, ids) = check_json(&lab, Host::Oqsdns, &[], 1);
+    assert_eq!(ids, ["tcp-blocked"], "{json:#}");
+    let en = json["verdicts"][0]["en"].as_str().unwrap();
+    assert!(en.contains("[2404:1a8:f583:d00::53:1]:53"), "{en}");
+    check_text(
+        &lab,
+        Host::Oqsdns,
+        &[],
+        "UDP では応答しますが TCP では応答しません",
+        "Answers over UDP but not over TCP",
+    );
+}
+
+/// The LAN's prefix replaced on the oqsdns host after the daemon started: the daemon's prefix
+/// watch (every health interval, 2 s here) notices, and the check asks for line authentication
+/// again (FAQ Q18).
+#[test]
+fn check_prefix_changed() {
+    let Some(lab) = start(
+        "check_prefix_changed",
+        Area::East,
+        "\n[health]\ninterval = \"2s\"\n",
+    ) else {
+        return;
+    };
+    let (_, ids) = check_json(&lab, Host::Oqsdns, &[], 0);
+    assert_eq!(ids, ["ok"]);
+    lab.ip(
+        Host::Oqsdns,
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2408:82:9999:1200::1/64",
+            "dev",
+            "lan0",
+            "nodad",
+        ],
+    );
+    lab.ip(
+        Host::Oqsdns,
+        &[
+            "-6",
+            "addr",
+            "del",
+            "2408:82:1234:5600::1/64",
+            "dev",
+            "lan0",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (json, ids) = loop {
+        let out = lab.check(Host::Oqsdns, &["--json"]);
+        if out.stdout.contains("prefix-changed=yes") {
+            let (json, ids) = check_json(&lab, Host::Oqsdns, &[], 1);
+            break (json, ids);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon's status never said prefix-changed=yes\n{}",
+            describe(&lab, &out)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(ids, ["prefix-changed"], "{json:#}");
+    check_text(
+        &lab,
+        Host::Oqsdns,
+        &[],
+        "https://www.lineauth.mnw で回線認証をやり直してください",
+        "do line authentication (回線認証) again at https://www.lineauth.mnw",
+    );
+}
+
+/// The check run on the terminal after its global IPv6 address is removed, asking oqsdns over
+/// IPv4: the daemon answers, but nothing is reachable over IPv6 from this host.
+#[test]
+fn check_no_global_ipv6() {
+    let Some(lab) = start("check_no_global_ipv6", Area::East, "") else {
+        return;
+    };
+    lab.ip(
+        Host::Terminal,
+        &[
+            "-6",
+            "addr",
+            "del",
+            &format!("{TERMINAL6}/64"),
+            "dev",
+            "eth0",
+        ],
+    );
+    let server = OQSDNS_LAN4.to_string();
+    let (json, ids) = check_json(&lab, Host::Terminal, &["--server", &server], 1);
+    assert!(ids.contains(&"no-ipv6".to_string()), "{json:#}");
+    assert!(
+        !ids.contains(&"daemon-not-answering".to_string()),
+        "{json:#}"
+    );
+    for id in ["nw-base-unreachable", "wrong-area"] {
+        assert!(
+            !ids.contains(&id.to_string()),
+            "{id} is explained by no IPv6: {json:#}"
+        );
+    }
+    assert_eq!(json["findings"]["daemon_udp"], true, "{json:#}");
+    assert_eq!(
+        json["host_ipv6"].as_array().map(Vec::len),
+        Some(0),
+        "{json:#}"
+    );
+    check_text(
+        &lab,
+        Host::Terminal,
+        &["--server", &server],
+        "このホストにグローバル IPv6 アドレスがありません",
+        "This host has no global IPv6 address",
+    );
+}
