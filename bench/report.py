@@ -162,12 +162,16 @@ def sh(cmd):
         return ""
 
 
-def machine():
+def machine(results):
     cpu = next(
         (l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
         platform.processor(),
     )
     mem_kib = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+    # The commit measured, and whether the daemon's code differed from it.
+    commit_file = results / "commit"
+    lines = commit_file.read_text().split("\n", 1) if commit_file.exists() else ["?", ""]
+    commit = lines[0] + (" with uncommitted changes" if len(lines) > 1 and lines[1].strip() else "")
     versions = {
         "dnsperf": sh("dnsperf -h 2>&1 | sed -n 's/^Version //p'"),
         "dnsmasq": "dnsmasq " + sh("dnsmasq --version | head -1 | awk '{print $3}'"),
@@ -178,8 +182,7 @@ def machine():
         f"- CPU: {os.cpu_count()} × {cpu} (`nproc` = {sh('nproc')})\n"
         f"- memory: {mem_kib / 1024 / 1024:.1f} GiB\n"
         f"- kernel: Linux {platform.release()}\n"
-        f"- oqsdns: commit {sh('git rev-parse --short HEAD')}"
-        f"{' (with uncommitted changes)' if sh('git status --porcelain --untracked-files=no') else ''}, "
+        f"- oqsdns: commit {commit}, "
         f"`cargo build --release`\n"
         f"- dnsperf {versions['dnsperf']}, {versions['dnsmasq']}, unbound {versions['unbound']}, "
         f"knotd {versions['knotd']}\n"
@@ -189,7 +192,12 @@ def machine():
 def main():
     results = Path(sys.argv[1])
     size, stripped, seconds, clients, outstanding, timeout = sys.argv[2:8]
-    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    date_file = results / "date"
+    now = (
+        date_file.read_text().strip()
+        if date_file.exists()
+        else datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    )
     print(
         f"""# Performance
 
@@ -198,7 +206,7 @@ fails on a timing and `.ci/run` does not run it. Run it by hand, as root, on an 
 machine, and commit the new file it writes here:
 
 ```sh
-sudo bench/run.sh                      # builds target/release/oqsdns, about 6 minutes on 2 cores
+sudo bench/run.sh                      # builds target/release/oqsdns, about 4 minutes on 2 cores
 BENCH_SECONDS=5 sudo bench/run.sh      # shorter dnsperf runs
 ```
 
@@ -209,7 +217,7 @@ It needs Debian's `dnsperf`, `dnsmasq-base`, `unbound`, `knot`, `bind9-dnsutils`
 
 Run on {now}, on:
 
-{machine()}
+{machine(results)}
 dnsperf: {seconds} s per run (`-l {seconds}`, and at most 30,000 passes over the 10-name file or one
 pass over the 400,000 unique names), {clients} sockets or TCP connections (`-c {clients}`),
 {outstanding} queries in flight (`-q {outstanding}`), a query unanswered after {timeout} s counts as
@@ -270,9 +278,25 @@ to the sending of the last dig that stalled (got no answer within 1 s, so a retr
   three internet names, repeated; *cache miss*: `m<n>.miss.example A`, each name once; *TCP*: the
   cached names over TCP (`-m tcp`, {clients} connections); *failover*: as above.
 
+## Reading the numbers
+
+- The machine runs dnsperf, knotd and the program under test on the same cores, so a program
+  that uses both cores takes them from dnsperf and knotd. Runs vary by about ±15 % from one
+  invocation to the next: read ratios, not the third digit.
+- The UDP echo server's queries/s is close to what this dnsperf can send here: it is the floor of
+  the client and the kernel's veth path, not of a DNS server.
+- dnsperf keeps at most `-q` queries in flight. When the primary is cut, the queries in flight to
+  it wait out the program's upstream timeout, and dnsperf sends nothing new meanwhile: the
+  failover run's `max ms` near 1,000 (oqsdns, 1 s per try) or beyond (unbound) is that stall.
+  dnsmasq, which re-sends a query upstream only when its client re-sends it, loses them instead.
+- In the failover timing, dnsmasq and unbound treat the two NW-base servers as a pool (dnsmasq
+  keeps the server that answered last and re-tests all of them now and then; unbound picks by
+  measured round-trip time), so "before the cut, answered by" can already be the alternate.
+
 ## Not measured
 
-- Percentiles above p99.9, and latency of lost queries.
+- Percentiles other than p99 (dnsperf prints none; p99 is computed from `-v`), and latency of
+  lost queries.
 - Memory of dnsmasq's forked TCP children; knotd's CPU (the same for every program, but it
   shares the cores).
 - Anything over IPv4 or with EDNS (dnsperf sends plain queries, no OPT record).

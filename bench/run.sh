@@ -4,7 +4,7 @@
 # creates and always removes. Writes docs/PERFORMANCE.md. A benchmark, not a test: nothing fails on
 # a timing, and .ci/run does not run it.
 #
-#   sudo bench/run.sh                 # about 6 minutes on 2 cores
+#   sudo bench/run.sh                 # about 4 minutes on 2 cores
 #   BENCH_SECONDS=5 sudo bench/run.sh # shorter dnsperf runs
 #
 # Needs root and Debian's dnsperf, dnsmasq-base, unbound, knot, bind9-dnsutils, nftables, iproute2,
@@ -48,6 +48,8 @@ NS_C="${P}c" NS_D="${P}d" NS_U="${P}u"
 SCRATCH=$(mktemp -d /tmp/oqsdns-bench.XXXXXX)
 RESULTS="$SCRATCH/results"
 mkdir -p "$RESULTS"
+date '+%Y-%m-%d %H:%M %Z' >"$RESULTS/date"
+{ git rev-parse --short HEAD; git status --porcelain -- crates Cargo.toml Cargo.lock; } >"$RESULTS/commit" 2>/dev/null || true
 PIDS=()
 
 cleanup() {
