@@ -1,0 +1,308 @@
+"""Turns the result files of bench/run.sh into docs/PERFORMANCE.md (printed on stdout).
+
+usage: report.py RESULTS_DIR BINARY_SIZE STRIPPED_SIZE SECONDS CLIENTS OUTSTANDING TIMEOUT
+"""
+
+import datetime
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+PROGRAMS = ["oqsdns", "dnsmasq", "unbound"]
+WORKLOADS = [
+    ("cached", "cached (UDP)"),
+    ("miss", "cache miss (UDP)"),
+    ("tcp", "cached (TCP)"),
+    ("failover", "failover (UDP)"),
+]
+BASELINE = "dnsmasq"
+
+
+def parse_dnsperf(path):
+    """The summary figures and each answered query's latency from `dnsperf -v` output."""
+    text = path.read_text(errors="replace")
+    stats = {}
+    for key, pattern in [
+        ("sent", r"Queries sent:\s+(\d+)"),
+        ("completed", r"Queries completed:\s+(\d+)"),
+        ("lost", r"Queries lost:\s+(\d+)"),
+        ("qps", r"Queries per second:\s+([\d.]+)"),
+        ("avg", r"Average Latency \(s\):\s+([\d.]+)"),
+        ("max", r"Average Latency \(s\):.*max ([\d.]+)"),
+    ]:
+        m = re.search(pattern, text)
+        stats[key] = float(m.group(1)) if m else None
+    m = re.search(r"Response codes:\s+(.*)", text)
+    stats["rcodes"] = m.group(1).strip() if m else ""
+    latencies = []
+    for line in text.splitlines():
+        if line.startswith("> "):
+            parts = line.split()
+            if parts[1] not in ("T", "I"):
+                try:
+                    latencies.append(float(parts[-1]))
+                except ValueError:
+                    pass
+    latencies.sort()
+
+    def pct(p):
+        if not latencies:
+            return None
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))]
+
+    stats["p50"], stats["p99"], stats["p999"] = pct(50), pct(99), pct(99.9)
+    return stats
+
+
+def load(results, prog, workload):
+    base = results / f"{prog}.{workload}"
+    dnsperf = Path(f"{base}.dnsperf")
+    if not dnsperf.exists():
+        return None
+    stats = parse_dnsperf(dnsperf)
+    ticks, hz = (int(x) for x in Path(f"{base}.cpu").read_text().split())
+    completed = stats["completed"] or 0
+    stats["cpu_us"] = ticks / hz / completed * 1e6 if completed else None
+    hwm = Path(f"{base}.hwm").read_text().strip()
+    stats["rss_mib"] = int(hwm) / 1024 if hwm else None
+    return stats
+
+
+def fmt(value, spec):
+    return "—" if value is None else format(value, spec)
+
+
+def secs(value):
+    return "none" if value is None else f"{value:.2f} s"
+
+
+def ratio(value, base):
+    if value is None or not base:
+        return "—"
+    return f"{value / base:.2f}×"
+
+
+def ms(seconds):
+    return None if seconds is None else seconds * 1000
+
+
+def results_table(results):
+    head = (
+        "| program | workload | queries/s | ×dnsmasq | lost / sent | avg ms | p99 ms | "
+        "p99 ×dnsmasq | max ms | CPU µs/query | ×dnsmasq | peak RSS MiB | ×dnsmasq |\n"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+    )
+    rows = []
+    for workload, label in WORKLOADS:
+        base = load(results, BASELINE, workload) or {}
+        progs = PROGRAMS + (["echo"] if workload == "cached" else [])
+        for prog in progs:
+            s = load(results, prog, workload)
+            if s is None:
+                continue
+            name = "UDP echo (floor)" if prog == "echo" else prog
+            rows.append(
+                f"| {name} | {label} | {fmt(s['qps'], ',.0f')} | {ratio(s['qps'], base.get('qps'))} "
+                f"| {fmt(s['lost'], ',.0f')} / {fmt(s['sent'], ',.0f')} "
+                f"| {fmt(ms(s['avg']), '.2f')} | {fmt(ms(s['p99']), '.2f')} "
+                f"| {ratio(s['p99'], base.get('p99'))} | {fmt(ms(s['max']), '.0f')} "
+                f"| {fmt(s['cpu_us'], '.1f')} | {ratio(s['cpu_us'], base.get('cpu_us'))} "
+                f"| {fmt(s['rss_mib'], '.1f')} | {ratio(s['rss_mib'], base.get('rss_mib'))} |"
+            )
+    return head + "\n".join(rows) + "\n"
+
+
+def failover_table(results):
+    head = (
+        "| program | trial | before the cut, answered by | cut → first answer from the alternate | "
+        "last dig that stalled, sent at (cut +) | digs after the cut: failed / retried / all | "
+        "slowest answered dig |\n"
+        "|---|--:|---|--:|--:|--:|--:|\n"
+    )
+    rows = []
+    trials = [(prog, t) for prog in PROGRAMS for t in range(1, 100)]
+    for prog, trial in trials:
+        base = results / f"{prog}.failtime{trial}"
+        cut_file = Path(f"{base}.cut")
+        if not cut_file.exists():
+            continue
+        cut = float(cut_file.read_text())
+        pre = [line.strip().strip('"') for line in Path(f"{base}.pre").read_text().splitlines()]
+        pre = [p for p in pre if p and not p.startswith(";;")]
+        who = {}
+        for p in pre:
+            who[p.replace("nw-base-east-", "")] = who.get(p.replace("nw-base-east-", ""), 0) + 1
+        post = []
+        for line in Path(f"{base}.post").read_text().splitlines():
+            i, start, end, answer = line.split(maxsplit=3)
+            post.append((int(i), float(start), float(end), answer.strip()))
+        answered = [p for p in post if "alternate" in p[3] or "primary" in p[3]]
+        first = min((p[2] for p in answered if "alternate" in p[3]), default=None)
+        # A dig that stalled: unanswered after its three tries, or answered only after a retry.
+        failed = [p for p in post if p not in answered]
+        retried = [p for p in answered if p[2] - p[1] > 1.0]
+        last_stall = max((p[1] - cut for p in failed + retried), default=None)
+        slowest = max((p[2] - p[1] for p in answered), default=None)
+        rows.append(
+            f"| {prog} | {trial} | {', '.join(f'{k} {v}' for k, v in sorted(who.items())) or '—'} "
+            f"| {secs(None if first is None else first - cut)} "
+            f"| {secs(last_stall)} "
+            f"| {len(failed)} / {len(retried)} / {len(post)} | {secs(slowest)} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def machine(results):
+    cpu = next(
+        (l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
+        platform.processor(),
+    )
+    mem_kib = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+    # The commit measured, and whether the daemon's code differed from it.
+    commit_file = results / "commit"
+    lines = commit_file.read_text().split("\n", 1) if commit_file.exists() else ["?", ""]
+    commit = lines[0] + (" with uncommitted changes" if len(lines) > 1 and lines[1].strip() else "")
+    versions = {
+        "dnsperf": sh("dnsperf -h 2>&1 | sed -n 's/^Version //p'"),
+        "dnsmasq": "dnsmasq " + sh("dnsmasq --version | head -1 | awk '{print $3}'"),
+        "unbound": sh("unbound -V | sed -n 's/^Version //p'"),
+        "knotd": sh("knotd -V | awk '{print $NF}'"),
+    }
+    return (
+        f"- CPU: {os.cpu_count()} × {cpu} (`nproc` = {sh('nproc')})\n"
+        f"- memory: {mem_kib / 1024 / 1024:.1f} GiB\n"
+        f"- kernel: Linux {platform.release()}\n"
+        f"- oqsdns: commit {commit}, "
+        f"`cargo build --release`\n"
+        f"- dnsperf {versions['dnsperf']}, {versions['dnsmasq']}, unbound {versions['unbound']}, "
+        f"knotd {versions['knotd']}\n"
+    )
+
+
+def main():
+    results = Path(sys.argv[1])
+    size, stripped, seconds, clients, outstanding, timeout = sys.argv[2:8]
+    date_file = results / "date"
+    now = (
+        date_file.read_text().strip()
+        if date_file.exists()
+        else datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    )
+    print(
+        f"""# Performance
+
+The numbers below come from `bench/run.sh` (issue 5). It is a benchmark, not a test: nothing
+fails on a timing and `.ci/run` does not run it. Run it by hand, as root, on an otherwise idle
+machine, and commit the new file it writes here:
+
+```sh
+sudo bench/run.sh                      # builds target/release/oqsdns, about 4 minutes on 2 cores
+BENCH_SECONDS=5 sudo bench/run.sh      # shorter dnsperf runs
+```
+
+It needs Debian's `dnsperf`, `dnsmasq-base`, `unbound`, `knot`, `bind9-dnsutils`, `nftables`,
+`iproute2`, a C compiler and cargo.
+
+## Results
+
+Run on {now}, on:
+
+{machine(results)}
+dnsperf: {seconds} s per run (`-l {seconds}`, and at most 30,000 passes over the 10-name file or one
+pass over the 400,000 unique names), {clients} sockets or TCP connections (`-c {clients}`),
+{outstanding} queries in flight (`-q {outstanding}`), a query unanswered after {timeout} s counts as
+lost. Ratios are to dnsmasq in the same workload: above 1× is more queries/s, or more latency, CPU
+or memory.
+
+{results_table(results)}
+**Caches.** oqsdns has no cache yet: in the cached workloads every query goes upstream to knotd,
+while dnsmasq (its default cache, 150 names) and unbound (its default caches, 4 MiB of messages
+and 4 MiB of RRsets) answer all but the first of each name from memory. The cached rows are
+therefore oqsdns's forwarding against the others' cache hits; the cache-miss row is the
+like-for-like comparison of forwarding.
+
+**Failover.** In the failover run all UDP and TCP traffic to the NW-base primary
+(2404:1a8:f583:d00::53:1) is dropped by nftables 30 % into the run, and every query is a unique
+name under the six NW-base domains, so no cache hides the cut.
+
+### Time to fail over
+
+Each program started fresh, three times; five queries before the cut, then one query every 100 ms for 8 s
+after it, each a unique `<n>.whoami.lineauth.mnw TXT` (TTL 0, answered by a wildcard that names
+the server), sent by `dig +time=1 +tries=3` (a first retry after 1 s, like a Windows stub
+resolver). Times are from the cut (nft returned): to the first answer naming the alternate, and
+to the sending of the last dig that stalled (got no answer within 1 s, so a retry or nothing).
+
+{failover_table(results)}
+### Binary size
+
+`target/release/oqsdns` (release profile: LTO, one codegen unit, `panic = "abort"`, stripped):
+**{int(size):,} bytes** ({int(size) / 1024 / 1024:.2f} MiB); after `strip` again: {int(stripped):,} bytes.
+
+## How it is measured
+
+- **Network.** Three namespaces: the client (dnsperf, dig) on the lab's LAN address
+  2408:82:1234:5600::100; the program under test on 2408:82:1234:5600::1 port 53; the upstreams,
+  one knotd per server with the guide's East addresses on its loopback (NW-base 53:1 and 53:2, NGN
+  DNS a::3 and b::3) and the internet resolver 2001:db8:53::53 with the internet zones and a
+  wildcard zone `miss.example`. Zones and the knotd template are `tests/lab/`'s; the script
+  appends `whoami` records, as the lab harness does. The namespaces have no other link, and the
+  script removes them (and every process it started) on exit.
+- **Same table everywhere.** oqsdns: `area = "east"`, `[forward] default` the internet resolver
+  (probed with `www.example.com AAAA`, since a knotd refuses the default `. NS` probe). dnsmasq:
+  `server=/<domain>/<addr>` for primary and alternate of each domain, `server=` the internet
+  resolver, `no-resolv`, `no-hosts` (no `stop-dns-rebind`, so the 10.x answers pass without
+  `rebind-domain-ok`). unbound: a `forward-zone` per domain with `forward-first: no`, `.` forwarded
+  to the internet resolver, `do-not-query-localhost: no`, no `private-address`, `module-config:
+  "iterator"`, `num-threads` = `nproc`. The UDP echo server (`bench/echo.c`) answers each
+  datagram with itself, QR set, one thread batching with recvmmsg/sendmmsg: the floor.
+- **Each program and workload** gets a fresh process; they run one after another on the same
+  machine, so dnsperf, knotd and the program share its cores.
+- **queries/s, lost, average latency**: dnsperf's summary. **p99**: from dnsperf `-v`, which
+  prints every answer's latency (lost queries excluded). dnsperf prints no percentiles itself.
+- **CPU µs/query**: utime + stime (+ cutime + cstime, for dnsmasq's forked TCP children) from
+  `/proc/PID/stat` before and after the run, divided by the queries completed. All threads count.
+- **peak RSS**: `VmHWM` from `/proc/PID/status` at the end of the run (dnsmasq's TCP children not
+  included).
+- **Workloads**: *cached*: the guide's five step-7 names (A and AAAA where they have them) and
+  three internet names, repeated; *cache miss*: `m<n>.miss.example A`, each name once; *TCP*: the
+  cached names over TCP (`-m tcp`, {clients} connections); *failover*: as above.
+
+## Reading the numbers
+
+- The machine runs dnsperf, knotd and the program under test on the same cores, so a program
+  that uses both cores takes them from dnsperf and knotd. Runs vary by about ±15 % from one
+  invocation to the next: read ratios, not the third digit.
+- The UDP echo server's queries/s is close to what this dnsperf can send here: it is the floor of
+  the client and the kernel's veth path, not of a DNS server.
+- dnsperf keeps at most `-q` queries in flight. When the primary is cut, the queries in flight to
+  it wait out the program's upstream timeout, and dnsperf sends nothing new meanwhile: the
+  failover run's `max ms` near 1,000 (oqsdns, 1 s per try) or beyond (unbound) is that stall.
+  dnsmasq, which re-sends a query upstream only when its client re-sends it, loses them instead.
+- In the failover timing, dnsmasq and unbound treat the two NW-base servers as a pool (dnsmasq
+  keeps the server that answered last and re-tests all of them now and then; unbound picks by
+  measured round-trip time), so "before the cut, answered by" can already be the alternate.
+
+## Not measured
+
+- Percentiles other than p99 (dnsperf prints none; p99 is computed from `-v`), and latency of
+  lost queries.
+- Memory of dnsmasq's forked TCP children; knotd's CPU (the same for every program, but it
+  shares the cores).
+- Anything over IPv4 or with EDNS (dnsperf sends plain queries, no OPT record).
+"""
+    )
+
+
+if __name__ == "__main__":
+    main()
