@@ -11,12 +11,8 @@ use oqsdns_tests::lab::process::Output;
 use oqsdns_tests::lab::topology::{OQSDNS_LAN4, TERMINAL6};
 use oqsdns_tests::lab::{Area, Cut, Host, Lab};
 
-/// Appended to the lab's `[forward]`: the internet resolver is authoritative only, so it is
-/// probed with a name it holds rather than the root.
-const FORWARD_NAMES: &str = "names = [\"www.example.com AAAA\"]\n";
-
 fn start(test: &str, area: Area, extra: &str) -> Option<Lab> {
-    Lab::start_with(test, area, &format!("{FORWARD_NAMES}{extra}"))
+    Lab::start_with(test, area, extra)
 }
 
 /// The check's JSON and its verdict ids; panics with the output and the daemon's log unless

@@ -236,10 +236,11 @@ impl Lab {
 }
 
 /// The daemon's configuration in the lab: the area preset as a user enables it, and the lab's
-/// internet resolver as the default; nothing else.
+/// internet resolver as the default. That resolver is authoritative only, so its health probe
+/// asks a name it holds rather than the root (`. NS`, which a real recursive resolver answers).
 fn oqsdns_config(area: Area) -> String {
     format!(
-        "area = \"{}\"\n\n[forward]\ndefault = [\"{}\", \"{}\"]\ntimeout = \"1s\"\n",
+        "area = \"{}\"\n\n[forward]\ndefault = [\"{}\", \"{}\"]\ntimeout = \"1s\"\nnames = [\"www.example.com AAAA\"]\n",
         area.name(),
         topology::INTERNET6,
         topology::INTERNET4
