@@ -8,6 +8,7 @@ pub mod health;
 pub mod local;
 pub mod prefix;
 pub mod probe;
+pub mod ratelimit;
 pub mod router;
 pub mod server;
 pub mod system;

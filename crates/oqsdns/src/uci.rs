@@ -292,9 +292,7 @@ fn apply_main(config: &mut Config, section: &Section) -> Result<Option<PathBuf>,
             "udp_payload" => config.server.udp_payload = single(st)?,
             "rate" => config.server.rate = single(st)?,
             "burst" => config.server.burst = single(st)?,
-            "tcp_connections_per_client" => {
-                config.server.tcp_connections_per_client = single(st)?
-            }
+            "tcp_connections_per_client" => config.server.tcp_connections_per_client = single(st)?,
             "tcp_frame_timeout" => config.server.tcp_frame_timeout = single(st)?,
             "default" => extend(&mut config.forward.default, st, fresh)?,
             "timeout" => config.forward.timeout = single(st)?,
