@@ -205,6 +205,21 @@ pub struct ServerConfig {
     /// Largest UDP answer sent to a client, whatever EDNS size it offers (512 to 4096).
     #[serde(default = "default_udp_payload")]
     pub udp_payload: u16,
+    /// Queries per second one client address may send over UDP and TCP together; 0 turns the
+    /// per-client rate limit off.
+    #[serde(default = "default_rate")]
+    pub rate: u32,
+    /// Queries a client may send at once above `rate` after a quiet spell (a browser opening a
+    /// page). At least 1 when `rate` is set.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Open TCP connections one client address may hold; past it its new ones are closed at once.
+    #[serde(default = "default_tcp_connections_per_client")]
+    pub tcp_connections_per_client: usize,
+    /// Once the first byte of a TCP query has arrived, the whole query must arrive within this
+    /// time or the connection is closed: a client trickling bytes cannot hold it open.
+    #[serde(default = "default_tcp_frame_timeout")]
+    pub tcp_frame_timeout: HumanDuration,
 }
 
 /// `[forward]`: the default route and the upstream timeout.
@@ -291,6 +306,23 @@ fn default_udp_payload() -> u16 {
     1232
 }
 
+/// A busy clinic PC's browser sends a few hundred queries when it opens a page and far fewer after.
+fn default_rate() -> u32 {
+    200
+}
+
+fn default_burst() -> u32 {
+    1000
+}
+
+fn default_tcp_connections_per_client() -> usize {
+    16
+}
+
+fn default_tcp_frame_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+
 fn default_forward() -> Vec<DefaultServer> {
     vec![DefaultServer::System]
 }
@@ -308,6 +340,10 @@ impl Default for ServerConfig {
             tcp_connections: default_tcp_connections(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
             udp_payload: default_udp_payload(),
+            rate: default_rate(),
+            burst: default_burst(),
+            tcp_connections_per_client: default_tcp_connections_per_client(),
+            tcp_frame_timeout: default_tcp_frame_timeout(),
         }
     }
 }
@@ -431,6 +467,18 @@ impl Config {
             return invalid(
                 "server.max_inflight and server.tcp_connections must be at least 1".into(),
             );
+        }
+        if self.server.rate > 0 && self.server.burst == 0 {
+            return invalid(
+                "server.burst is 0; expected at least 1 (or server.rate = 0 to turn the limit off)"
+                    .into(),
+            );
+        }
+        if self.server.tcp_connections_per_client == 0 {
+            return invalid("server.tcp_connections_per_client must be at least 1".into());
+        }
+        if self.server.tcp_frame_timeout.0.is_zero() {
+            return invalid("server.tcp_frame_timeout must be longer than 0".into());
         }
         if !(512..=4096).contains(&self.server.udp_payload) {
             return invalid(format!(

@@ -159,6 +159,23 @@ fn no_file_means_safe_defaults() {
     assert_eq!(Config::from_toml("").unwrap(), config);
 }
 
+#[test]
+fn abuse_limits_parse_and_rate_zero_turns_the_limit_off() {
+    let config = Config::from_toml(
+        "[server]\nrate = 0\nburst = 0\ntcp_connections_per_client = 4\ntcp_frame_timeout = \"500ms\"\n",
+    )
+    .unwrap();
+    assert_eq!((config.server.rate, config.server.burst), (0, 0));
+    assert_eq!(config.server.tcp_connections_per_client, 4);
+    assert_eq!(
+        config.server.tcp_frame_timeout.0,
+        std::time::Duration::from_millis(500)
+    );
+    let defaults = Config::default().server;
+    assert_eq!((defaults.rate, defaults.burst), (200, 1000));
+    assert_eq!(defaults.tcp_connections_per_client, 16);
+}
+
 /// Each bad input, the position the error must name, and words it must contain.
 #[test]
 fn bad_inputs_are_refused_with_position_and_reason() {
@@ -183,6 +200,10 @@ fn bad_inputs_are_refused_with_position_and_reason() {
         ("duplicate listen", "[server]\nlisten = [\"127.0.0.1\", \"127.0.0.1:53\"]\n", None, &["twice"]),
         ("empty allow", "[server]\nallow = []\n", None, &["no client could be served"]),
         ("udp payload", "[server]\nudp_payload = 100\n", None, &["512 to 4096"]),
+        ("zero burst", "[server]\nrate = 50\nburst = 0\n", None, &["server.burst is 0"]),
+        ("negative rate", "[server]\nrate = -1\n", Some("line 2"), &["rate"]),
+        ("zero per-client connections", "[server]\ntcp_connections_per_client = 0\n", None, &["tcp_connections_per_client must be at least 1"]),
+        ("zero frame timeout", "[server]\ntcp_frame_timeout = \"0ms\"\n", Some("line 2"), &["longer than zero"]),
     ];
     let dir = std::env::temp_dir().join(format!("oqsdns-config-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

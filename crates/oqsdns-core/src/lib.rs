@@ -10,6 +10,7 @@ pub mod inflight;
 pub mod local;
 pub mod prefix;
 pub mod probe;
+pub mod ratelimit;
 pub mod rebind;
 pub mod router;
 pub mod server;

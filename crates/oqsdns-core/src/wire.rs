@@ -571,5 +571,6 @@ pub fn name_to_wire_keep_case(domain: &str) -> Vec<u8> {
     out
 }
 
+pub mod invariants;
 #[cfg(test)]
 mod tests;

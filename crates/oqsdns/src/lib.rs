@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use oqsdns_config::{Area, Config, DefaultServer};
 use oqsdns_core::health::{HealthRegistry, State};
 use oqsdns_core::probe::{self, probe_loop};
+use oqsdns_core::ratelimit::{RateLimiter, DEFAULT_SLOTS};
 use oqsdns_core::server::{serve_tcp, serve_udp, TcpLimits};
 use oqsdns_core::{acl, forward, system, Handler, Runtime};
 use tokio_util::sync::CancellationToken;
@@ -229,16 +230,35 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = TcpLimits {
         max_connections: config.server.tcp_connections,
+        per_client: config.server.tcp_connections_per_client,
         idle_timeout: config.server.tcp_idle_timeout.0,
+        frame_timeout: config.server.tcp_frame_timeout.0,
     };
+    // One budget per client across every listener and both transports.
+    let limiter = Arc::new(RateLimiter::new(
+        config.server.rate,
+        config.server.burst,
+        DEFAULT_SLOTS,
+    ));
     let tasks = TaskTracker::new();
     let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
     for listener in listeners {
         let udp = tokio::net::UdpSocket::from_std(listener.udp)?;
         let tcp = tokio::net::TcpListener::from_std(listener.tcp)?;
         info!(addr = %listener.addr, "listening on UDP and TCP");
-        tasks.spawn(serve_udp(udp, handler.clone(), shutdown.clone()));
-        tasks.spawn(serve_tcp(tcp, handler.clone(), limits, shutdown.clone()));
+        tasks.spawn(serve_udp(
+            udp,
+            handler.clone(),
+            limiter.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(serve_tcp(
+            tcp,
+            handler.clone(),
+            limits,
+            limiter.clone(),
+            shutdown.clone(),
+        ));
     }
     tasks.spawn(notify::watchdog(shutdown.clone()));
     notify::ready(&addrs);

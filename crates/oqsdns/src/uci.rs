@@ -14,7 +14,8 @@
 //!     list default 'system'       # forward.default
 //!     option timeout '1s'         # forward.timeout
 //!     option resolvfile '/tmp/resolv.conf.d/resolv.conf.auto'  # what 'system' stands for
-//!     option max_inflight '1024'  # and tcp_connections, tcp_idle_timeout, udp_payload
+//!     option max_inflight '1024'  # and tcp_connections, tcp_idle_timeout, udp_payload, rate,
+//!                                 # burst, tcp_connections_per_client, tcp_frame_timeout
 //!
 //! config route 'clinic'           # a [[route]]; the section name is the route's name
 //!     option enabled '1'          # '0' leaves the route out
@@ -289,11 +290,15 @@ fn apply_main(config: &mut Config, section: &Section) -> Result<Option<PathBuf>,
             "tcp_connections" => config.server.tcp_connections = single(st)?,
             "tcp_idle_timeout" => config.server.tcp_idle_timeout = single(st)?,
             "udp_payload" => config.server.udp_payload = single(st)?,
+            "rate" => config.server.rate = single(st)?,
+            "burst" => config.server.burst = single(st)?,
+            "tcp_connections_per_client" => config.server.tcp_connections_per_client = single(st)?,
+            "tcp_frame_timeout" => config.server.tcp_frame_timeout = single(st)?,
             "default" => extend(&mut config.forward.default, st, fresh)?,
             "timeout" => config.forward.timeout = single(st)?,
             "resolvfile" => resolvfile = Some(single::<PathBuf>(st)?),
             other => {
-                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, area, listen, allow, default, timeout, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload or resolvfile")));
+                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, area, listen, allow, default, timeout, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout or resolvfile")));
             }
         }
     }

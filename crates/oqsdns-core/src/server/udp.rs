@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::handler::Handler;
+use crate::ratelimit::{RateLimiter, Verdict};
 use crate::upstream::Transport;
 
 /// Where a datagram came from and which local address it was sent to.
@@ -36,7 +37,13 @@ enum Local {
 }
 
 /// Serves queries arriving on `socket` until `shutdown`; then waits for the queries under way.
-pub async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>, shutdown: CancellationToken) {
+/// Every datagram counts against its sender's budget in `limiter` before it is admitted.
+pub async fn serve_udp(
+    socket: UdpSocket,
+    handler: Arc<Handler>,
+    limiter: Arc<RateLimiter>,
+    shutdown: CancellationToken,
+) {
     if let Err(error) = enable_pktinfo(&socket) {
         debug!(%error, "IP_PKTINFO unavailable; replies use the routing table's source address");
     }
@@ -56,6 +63,16 @@ pub async fn serve_udp(socket: UdpSocket, handler: Arc<Handler>, shutdown: Cance
             }
         };
         let query = &buf[..len];
+        match limiter.check(origin.client.ip()) {
+            Verdict::Admit => {}
+            Verdict::Refuse => {
+                if let Some(reply) = handler.refuse(query) {
+                    let _ = send(&socket, &reply, origin).await;
+                }
+                continue;
+            }
+            Verdict::Drop => continue,
+        }
         let Some(permit) = handler.admit() else {
             if let Some(reply) = handler.refuse(query) {
                 let _ = send(&socket, &reply, origin).await;

@@ -54,6 +54,9 @@ fn vendor_file_sets_every_key() {
     assert_eq!(config.server.tcp_connections, 64);
     assert_eq!(config.server.tcp_idle_timeout.to_string(), "5s");
     assert_eq!(config.server.udp_payload, 1400);
+    assert_eq!((config.server.rate, config.server.burst), (500, 2000));
+    assert_eq!(config.server.tcp_connections_per_client, 8);
+    assert_eq!(config.server.tcp_frame_timeout.to_string(), "1s");
     // The disabled route is left out; the unnamed one takes its `option name`.
     let routes: Vec<(Option<&str>, Vec<String>, Vec<String>)> = config
         .routes
