@@ -8,6 +8,8 @@ use std::fmt;
 pub struct Record {
     /// The owner name, as printed (with the trailing dot).
     pub name: String,
+    /// The TTL.
+    pub ttl: u32,
     /// The type: `AAAA`, `A`, `TXT`, ...
     pub rtype: String,
     /// The data, as printed (TXT strings keep their quotes).
@@ -41,13 +43,14 @@ impl Answer {
                 flags = until.split_whitespace().map(str::to_string).collect();
             } else if !line.starts_with(';') && !line.trim().is_empty() {
                 let mut words = line.split_whitespace();
-                let (Some(name), Some(_ttl), Some(_class), Some(rtype)) =
+                let (Some(name), Some(ttl), Some(_class), Some(rtype)) =
                     (words.next(), words.next(), words.next(), words.next())
                 else {
                     continue;
                 };
                 records.push(Record {
                     name: name.to_string(),
+                    ttl: ttl.parse().unwrap_or(0),
                     rtype: rtype.to_string(),
                     data: words.collect::<Vec<_>>().join(" "),
                 });

@@ -217,6 +217,21 @@ impl Lab {
         }
     }
 
+    /// Rewrites the daemon's configuration file (the lab's base plus `extra`, or `raw` as it is
+    /// when given), sends SIGHUP and waits until the reload is over (RELOADING=1, then READY=1).
+    pub fn reload(&mut self, extra: &str, raw: Option<&str>) {
+        let text = raw.map_or_else(|| oqsdns_config(self.area) + extra, str::to_string);
+        std::fs::write(self.scratch.path().join("oqsdns.toml"), text).expect("config written");
+        self.oqsdns.signal("HUP").expect("SIGHUP sent");
+        let limit = Duration::from_secs(10);
+        self.oqsdns
+            .wait_for("RELOADING=1", limit)
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.oqsdns
+            .wait_for("READY=1", limit)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// What oqsdns logged so far (at debug level), for assertion messages.
     pub fn oqsdns_log(&self) -> String {
         self.oqsdns.log()

@@ -87,6 +87,7 @@ pub struct Daemon {
     name: String,
     child: Child,
     log: PathBuf,
+    notify: UnixDatagram,
 }
 
 impl Daemon {
@@ -117,28 +118,44 @@ impl Daemon {
             name: name.to_string(),
             child,
             log,
+            notify: socket,
         };
-        daemon.wait_ready(&socket, limit)?;
+        daemon.wait_for("READY=1", limit)?;
         Ok(daemon)
     }
 
-    fn wait_ready(&mut self, socket: &UnixDatagram, limit: Duration) -> Result<(), String> {
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: &str) -> Result<(), String> {
+        let pid = self.child.id().to_string();
+        run_ok(
+            Command::new("kill").args([&format!("-{signal}"), &pid]),
+            Duration::from_secs(5),
+        )
+        .map(|_| ())
+    }
+
+    /// Waits until the daemon sends an sd_notify line equal to `line`, exits, or `limit` passes.
+    pub fn wait_for(&mut self, line: &str, limit: Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         let mut buf = [0u8; 4096];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(format!(
-                    "{} sent no READY=1 within {limit:?}; its log:\n{}",
+                    "{} sent no {line} within {limit:?}; its log:\n{}",
                     self.name,
                     self.log()
                 ));
             }
-            let _ = socket.set_read_timeout(Some(left.min(Duration::from_millis(100))));
-            match socket.recv(&mut buf) {
+            let _ = self
+                .notify
+                .set_read_timeout(Some(left.min(Duration::from_millis(100))));
+            match self.notify.recv(&mut buf) {
                 Ok(len) => {
-                    let text = String::from_utf8_lossy(&buf[..len]);
-                    if text.lines().any(|l| l == "READY=1") {
+                    if String::from_utf8_lossy(&buf[..len])
+                        .lines()
+                        .any(|l| l == line)
+                    {
                         return Ok(());
                     }
                 }
@@ -150,7 +167,7 @@ impl Daemon {
                 {
                     if let Ok(Some(status)) = self.child.try_wait() {
                         return Err(format!(
-                            "{} exited ({status}) before it was ready; its log:\n{}",
+                            "{} exited ({status}); its log:\n{}",
                             self.name,
                             self.log()
                         ));
