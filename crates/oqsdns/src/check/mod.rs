@@ -20,19 +20,6 @@ use tokio::time::Instant;
 
 pub use verdict::{Findings, RouteFinding, RouteKind, ServerFinding, Severity, Verdict};
 
-/// The NW-base domains of the guide's table, to recognise an NW-base route by its domains.
-const NW_BASE_DOMAINS: [&str; 6] = [
-    "onshikaku.org",
-    "lineauth.mnw",
-    "base.oqs-pdl.org",
-    "managedpki.ne.jp",
-    "cybertrust.ne.jp",
-    "secomtrust.net",
-];
-
-/// The NGN domains of the guide's table.
-const NGN_DOMAINS: [&str; 2] = ["flets-east.jp", "flets-west.jp"];
-
 /// One question over one transport.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Answer {
@@ -131,10 +118,18 @@ pub fn default_server(config: &Config) -> SocketAddr {
 
 /// What a route serves, from its name or its domains.
 fn kind_of(route: &Route) -> RouteKind {
-    let has = |list: &[&str]| route.domains.iter().any(|d| list.contains(&d.as_str()));
-    if route.name == "nw-base" || has(&NW_BASE_DOMAINS) {
+    // A route is the NW-base's (or the NGN's) by name, or when it takes over a domain that the
+    // guide's table of either area gives to it.
+    let like = |name: &str| {
+        Area::CONCRETE
+            .into_iter()
+            .flat_map(oqsdns_config::preset_routes)
+            .filter(|preset| preset.name == name)
+            .any(|preset| preset.domains.iter().any(|d| route.domains.contains(d)))
+    };
+    if route.name == "nw-base" || like("nw-base") {
         RouteKind::NwBase
-    } else if route.name == "ngn" || has(&NGN_DOMAINS) {
+    } else if route.name == "ngn" || like("ngn") {
         RouteKind::Ngn
     } else {
         RouteKind::Other
