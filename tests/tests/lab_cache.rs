@@ -132,3 +132,27 @@ fn reload_east() {
         "the guide's names still resolve\n{guide}"
     );
 }
+
+/// `area = "auto"` takes the area whose NW-base servers answer: in the West lab (East's cut off)
+/// it chooses west, and the guide's West answers come back.
+#[test]
+fn area_auto_west() {
+    let Some(mut lab) = Lab::start("area_auto_west", Area::West) else {
+        return;
+    };
+    lab.cut_off(&Area::East.nw_base(), Cut::All);
+    let auto = lab
+        .base_config()
+        .replacen("area = \"west\"", "area = \"auto\"", 1);
+    assert!(auto.contains("area = \"auto\""), "{auto}");
+    lab.reload("", Some(&auto));
+    let status = lab.query("status.oqsdns", "TXT").class("CH").run();
+    assert!(status.mentions("area=west"), "{status}");
+    let www = aaaa(&lab, "www.lineauth.mnw");
+    assert_eq!(ttl_and_data(&www)[0].1, "2001:a7ff:f014:af0::1", "{www}");
+    assert!(
+        lab.oqsdns_log().contains("area auto: chose"),
+        "{}",
+        lab.oqsdns_log()
+    );
+}

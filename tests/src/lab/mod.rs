@@ -217,6 +217,11 @@ impl Lab {
         }
     }
 
+    /// The lab's base configuration of the daemon for its area (without any `extra`).
+    pub fn base_config(&self) -> String {
+        oqsdns_config(self.area)
+    }
+
     /// Rewrites the daemon's configuration file (the lab's base plus `extra`, or `raw` as it is
     /// when given), sends SIGHUP and waits until the reload is over (RELOADING=1, then READY=1).
     pub fn reload(&mut self, extra: &str, raw: Option<&str>) {
