@@ -227,7 +227,9 @@ impl Lab {
     pub fn reload(&mut self, extra: &str, raw: Option<&str>) {
         let text = raw.map_or_else(|| oqsdns_config(self.area) + extra, str::to_string);
         std::fs::write(self.scratch.path().join("oqsdns.toml"), text).expect("config written");
-        self.oqsdns.signal("HUP").expect("SIGHUP sent");
+        self.oqsdns
+            .signal(nix::sys::signal::SIGHUP)
+            .expect("SIGHUP sent");
         let limit = Duration::from_secs(10);
         self.oqsdns
             .wait_for("RELOADING=1", limit)

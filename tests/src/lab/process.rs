@@ -125,13 +125,9 @@ impl Daemon {
     }
 
     /// Sends `signal` to the daemon.
-    pub fn signal(&self, signal: &str) -> Result<(), String> {
-        let pid = self.child.id().to_string();
-        run_ok(
-            Command::new("kill").args([&format!("-{signal}"), &pid]),
-            Duration::from_secs(5),
-        )
-        .map(|_| ())
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<(), String> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).map_err(|e| format!("cannot signal {}: {e}", self.name))
     }
 
     /// Waits until the daemon sends an sd_notify line equal to `line`, exits, or `limit` passes.
