@@ -149,11 +149,6 @@ impl Domain {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The labels of the name, from the leftmost.
-    pub fn labels(&self) -> impl Iterator<Item = &str> {
-        self.0.split('.')
-    }
 }
 
 impl FromStr for Domain {

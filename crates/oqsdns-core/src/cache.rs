@@ -235,13 +235,6 @@ impl Cache {
             shard.remove(&victim);
         }
     }
-
-    /// Drops every entry.
-    pub fn clear(&self) {
-        for shard in &self.shards {
-            shard.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        }
-    }
 }
 
 #[cfg(test)]

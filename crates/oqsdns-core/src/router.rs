@@ -50,11 +50,6 @@ impl Router {
         }
         None
     }
-
-    /// The group for names under no route.
-    pub fn default_group(&self) -> usize {
-        self.default
-    }
 }
 
 #[cfg(test)]
