@@ -8,7 +8,7 @@
 //! ```text
 //! config oqsdns 'main'            # at most one
 //!     option enabled '1'          # read by the init script only
-//!     option area 'east'          # east | west | none
+//!     option area 'east'          # east | west | auto | none
 //!     list listen '[::]:53'       # server.listen
 //!     list allow 'local'          # server.allow
 //!     list default 'system'       # forward.default
@@ -16,6 +16,10 @@
 //!     option resolvfile '/tmp/resolv.conf.d/resolv.conf.auto'  # what 'system' stands for
 //!     option max_inflight '1024'  # and tcp_connections, tcp_idle_timeout, udp_payload, rate,
 //!                                 # burst, tcp_connections_per_client, tcp_frame_timeout
+//!     list probe '. NS'           # forward.names
+//!     option rebind_protection '1'  # forward.rebind_protection
+//!     option health_interval '30s'  # health.interval; health_timeout: health.timeout
+//!     option cache_entries '10000'  # cache.entries; serve_stale, serve_stale_default
 //!
 //! config route 'clinic'           # a [[route]]; the section name is the route's name
 //!     option enabled '1'          # '0' leaves the route out
@@ -297,8 +301,15 @@ fn apply_main(config: &mut Config, section: &Section) -> Result<Option<PathBuf>,
             "default" => extend(&mut config.forward.default, st, fresh)?,
             "timeout" => config.forward.timeout = single(st)?,
             "resolvfile" => resolvfile = Some(single::<PathBuf>(st)?),
+            "probe" => extend_whole(&mut config.forward.names, st, fresh)?,
+            "rebind_protection" => config.forward.rebind_protection = enabled(st)?,
+            "health_interval" => config.health.interval = single(st)?,
+            "health_timeout" => config.health.timeout = single(st)?,
+            "cache_entries" => config.cache.entries = single(st)?,
+            "serve_stale" => config.cache.serve_stale = single(st)?,
+            "serve_stale_default" => config.cache.serve_stale_default = single(st)?,
             other => {
-                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, area, listen, allow, default, timeout, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout or resolvfile")));
+                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, area, listen, allow, default, timeout, probe, rebind_protection, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout, health_interval, health_timeout, cache_entries, serve_stale, serve_stale_default or resolvfile")));
             }
         }
     }
@@ -322,7 +333,7 @@ fn route(section: &Section) -> Result<Option<RouteConfig>, UciError> {
             "name" => route.name = Some(single(st)?),
             "domain" => extend(&mut route.domains, st, false)?,
             "server" => extend(&mut route.servers, st, false)?,
-            "probe" => extend(&mut route.names, st, false)?,
+            "probe" => extend_whole(&mut route.names, st, false)?,
             other => {
                 return Err(at(st.line, format!("unknown option {other:?} in a route section; expected enabled, name, domain, server or probe")));
             }
@@ -370,6 +381,24 @@ where
 
 /// Adds the value of a `list` statement, or the words of an `option` (which replaces what was
 /// there, as does the first statement of a key when `fresh`).
+/// Like [`extend`], for values that hold spaces themselves (a probe: `www.example.com A`): each
+/// `list` line is one item.
+fn extend_whole<T>(items: &mut Vec<T>, st: &Statement, fresh: bool) -> Result<(), UciError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    if fresh || !st.list {
+        items.clear();
+    }
+    let item = st
+        .value
+        .parse()
+        .map_err(|e| at(st.line, format!("{}: {e}", st.key)))?;
+    items.push(item);
+    Ok(())
+}
+
 fn extend<T>(items: &mut Vec<T>, st: &Statement, fresh: bool) -> Result<(), UciError>
 where
     T: FromStr,

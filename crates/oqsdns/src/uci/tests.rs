@@ -274,3 +274,38 @@ fn invalid_combination_is_a_config_error() {
         "{error}"
     );
 }
+
+#[test]
+fn health_cache_and_probe_options() {
+    let config = load(
+        "config oqsdns 'main'\n\
+         \toption area 'auto'\n\
+         \tlist default '192.0.2.53'\n\
+         \tlist probe 'www.example.com A'\n\
+         \tlist probe '. NS'\n\
+         \toption rebind_protection '0'\n\
+         \toption health_interval '10s'\n\
+         \toption cache_entries '2000'\n\
+         \toption serve_stale '12h'\n\
+         \toption serve_stale_default 'off'\n\
+         config route 'clinic'\n\
+         \tlist domain 'clinic.example'\n\
+         \tlist server '192.168.1.10'\n\
+         \tlist probe 'pc.clinic.example A NXDOMAIN'\n",
+    )
+    .unwrap();
+    assert_eq!(config.area, oqsdns_config::Area::Auto);
+    assert_eq!(
+        strings(&config.forward.names),
+        ["www.example.com A", ". NS"]
+    );
+    assert!(!config.forward.rebind_protection);
+    assert_eq!(config.health.interval.to_string(), "10s");
+    assert_eq!(config.cache.entries, 2000);
+    assert_eq!(config.cache.serve_stale.to_string(), "12h");
+    assert_eq!(config.cache.serve_stale_default.to_string(), "off");
+    assert_eq!(
+        strings(&config.routes[0].names),
+        ["pc.clinic.example A NXDOMAIN"]
+    );
+}
