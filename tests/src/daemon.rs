@@ -14,6 +14,8 @@ pub struct Daemon {
     pub addrs: Vec<SocketAddr>,
     /// The daemon's state, to inspect health or reload.
     pub daemon: Arc<oqsdns::Daemon>,
+    /// Where the HTTP status endpoint listens, when `[status]` is set (its port may be 0).
+    pub status: Option<SocketAddr>,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -44,6 +46,14 @@ impl Daemon {
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
         let stop = CancellationToken::new();
         let daemon = oqsdns::Daemon::start(&config, &addrs, stop.clone()).await;
+        let status = config.status.as_ref().map(|s| {
+            let listener = oqsdns::status::bind(s.listen).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let serve =
+                oqsdns::status::serve(listener, daemon.clone(), s.connections, stop.clone());
+            tokio::spawn(async move { serve.await.unwrap() });
+            addr
+        });
         let task = tokio::spawn({
             let (handler, stop) = (daemon.handler(), stop.clone());
             async move {
@@ -55,6 +65,7 @@ impl Daemon {
         Self {
             addrs,
             daemon,
+            status,
             stop,
             task: Some(task),
         }

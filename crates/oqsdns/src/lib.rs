@@ -6,6 +6,7 @@ pub mod check;
 pub mod logging;
 pub mod notify;
 pub mod sockets;
+pub mod status;
 pub mod uci;
 
 use std::net::SocketAddr;

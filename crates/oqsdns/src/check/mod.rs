@@ -130,7 +130,7 @@ pub fn default_server(config: &Config) -> SocketAddr {
 }
 
 /// What a route serves, from its name or its domains.
-fn kind_of(route: &Route) -> RouteKind {
+pub(crate) fn kind_of(route: &Route) -> RouteKind {
     let has = |list: &[&str]| route.domains.iter().any(|d| list.contains(&d.as_str()));
     if route.name == "nw-base" || has(&NW_BASE_DOMAINS) {
         RouteKind::NwBase
