@@ -297,8 +297,11 @@ fn apply_main(config: &mut Config, section: &Section) -> Result<Option<PathBuf>,
             "default" => extend(&mut config.forward.default, st, fresh)?,
             "timeout" => config.forward.timeout = single(st)?,
             "resolvfile" => resolvfile = Some(single::<PathBuf>(st)?),
+            "status_listen" => {
+                config.status = Some(oqsdns_config::StatusConfig::on(single(st)?));
+            }
             other => {
-                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, area, listen, allow, default, timeout, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout or resolvfile")));
+                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, area, listen, allow, default, timeout, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout, status_listen or resolvfile")));
             }
         }
     }
