@@ -360,6 +360,7 @@ async fn clients_outside_allow_are_refused_and_counted() {
         );
         let mut config = config(&[nw_base.addr], ngn.addr, internet.addr);
         config.server.allow = vec!["127.0.0.1/32".parse().unwrap()];
+        (config.server.rate, config.server.burst) = (1, 2);
         let daemon = Daemon::start(config).await;
         let status = daemon.status.unwrap();
         let outsider = "127.0.0.2".parse().unwrap();
@@ -390,8 +391,24 @@ async fn clients_outside_allow_are_refused_and_counted() {
         assert_eq!(buf[3] & 0x0F, 5, "REFUSED");
         assert!(len >= 12);
 
+        // Four queries one after another from 127.0.0.1 with a burst of 2: two refused.
+        let codes = sequential_codes(daemon.addr(), 4).await;
+        let refused = codes
+            .iter()
+            .filter(|c| **c == ResponseCode::Refused)
+            .count();
+        assert_eq!(refused, 2, "{codes:?}");
+
         let m = http::get(status, "/metrics").await;
         assert_eq!(m.status, 200, "127.0.0.1 is allowed");
+        assert_eq!(
+            sample(&m.body, r#"oqsdns_rate_limited_total{action="refused"}"#),
+            2.0
+        );
+        assert_eq!(
+            sample(&m.body, r#"oqsdns_rate_limited_total{action="dropped"}"#),
+            0.0
+        );
         assert_eq!(
             sample(&m.body, r#"oqsdns_refused_total{reason="acl"}"#),
             1.0
@@ -399,6 +416,16 @@ async fn clients_outside_allow_are_refused_and_counted() {
         daemon.stop().await;
     })
     .await;
+}
+
+/// The response codes of `n` UDP queries sent one after another from 127.0.0.1.
+async fn sequential_codes(server: SocketAddr, n: usize) -> Vec<ResponseCode> {
+    let mut codes = Vec::new();
+    for i in 0..n {
+        let q = query(&format!("q{i}.lineauth.mnw"), RecordType::AAAA, None);
+        codes.push(client::udp(server, &q).await.metadata.response_code);
+    }
+    codes
 }
 
 /// Runs Chromium headless on `url` with `extra` arguments; its stdout.
