@@ -14,6 +14,8 @@ pub struct Daemon {
     pub addrs: Vec<SocketAddr>,
     /// The daemon's state, to inspect health or reload.
     pub daemon: Arc<oqsdns::Daemon>,
+    /// Where the HTTP status endpoint listens, when `[status]` is set (its port may be 0).
+    pub status: Option<SocketAddr>,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -40,10 +42,18 @@ impl Daemon {
             "the presets' servers are outside loopback: tests name their own routes"
         );
         let addrs: Vec<SocketAddr> = config.server.listen.iter().map(|a| a.0).collect();
-        let listeners = oqsdns::bind_all(&addrs).unwrap();
+        let listeners = bind(&addrs);
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
         let stop = CancellationToken::new();
         let daemon = oqsdns::Daemon::start(&config, &addrs, stop.clone()).await;
+        let status = config.status.as_ref().map(|s| {
+            let listener = oqsdns::status::bind(s.listen).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let serve =
+                oqsdns::status::serve(listener, daemon.clone(), s.connections, stop.clone());
+            tokio::spawn(async move { serve.await.unwrap() });
+            addr
+        });
         let task = tokio::spawn({
             let (handler, stop) = (daemon.handler(), stop.clone());
             async move {
@@ -55,6 +65,7 @@ impl Daemon {
         Self {
             addrs,
             daemon,
+            status,
             stop,
             task: Some(task),
         }
@@ -89,6 +100,19 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// Binds `addrs`. With port 0 the TCP listener takes the port the kernel gave UDP, which a TCP
+/// socket of another test may hold: then it tries again with a new port.
+fn bind(addrs: &[SocketAddr]) -> Vec<oqsdns::Listener> {
+    for _ in 0..50 {
+        match oqsdns::bind_all(addrs) {
+            Ok(listeners) => return listeners,
+            Err(e) if e.source.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no free port pair for {addrs:?}");
 }
 
 /// A configuration with no area and `default` as the default servers, for tests.

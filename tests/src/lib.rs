@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod http;
 pub mod lab;
 pub mod upstream;
 

@@ -86,6 +86,38 @@ pub struct Config {
     /// The answer cache.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// The HTTP status endpoint; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusConfig>,
+}
+
+/// `[status]`: the HTTP status page, `/health` JSON and Prometheus `/metrics`, served to the
+/// clients `server.allow` lets in.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusConfig {
+    /// Address and port to serve HTTP on, such as `127.0.0.1:9153` or a LAN address.
+    pub listen: std::net::SocketAddr,
+    /// HTTP connections served at once; past it new ones are closed at once.
+    #[serde(default = "default_status_connections")]
+    pub connections: usize,
+}
+
+/// The port Prometheus exporters of DNS servers use (CoreDNS's `prometheus` plugin).
+pub const STATUS_PORT: u16 = 9153;
+
+fn default_status_connections() -> usize {
+    16
+}
+
+impl StatusConfig {
+    /// The endpoint on `listen` with the default limits.
+    pub fn on(listen: std::net::SocketAddr) -> Self {
+        Self {
+            listen,
+            connections: default_status_connections(),
+        }
+    }
 }
 
 /// `[cache]`: answers kept in memory, and served stale when every server of a route fails.
@@ -369,6 +401,7 @@ impl Default for Config {
             routes: Vec::new(),
             health: HealthConfig::default(),
             cache: CacheConfig::default(),
+            status: None,
         }
     }
 }
@@ -485,6 +518,23 @@ impl Config {
                 "server.udp_payload is {}; expected 512 to 4096",
                 self.server.udp_payload
             ));
+        }
+        if let Some(status) = &self.status {
+            if status.listen.port() == 0 {
+                return invalid(format!(
+                    "status.listen {} has no port; expected one such as {STATUS_PORT}",
+                    status.listen
+                ));
+            }
+            if self.server.listen.iter().any(|a| a.0 == status.listen) {
+                return invalid(format!(
+                    "status.listen {} is also in server.listen (DNS over TCP uses it)",
+                    status.listen
+                ));
+            }
+            if status.connections == 0 {
+                return invalid("status.connections must be at least 1".into());
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for route in &self.routes {

@@ -176,6 +176,17 @@ fn abuse_limits_parse_and_rate_zero_turns_the_limit_off() {
     assert_eq!(defaults.tcp_connections_per_client, 16);
 }
 
+#[test]
+fn status_is_off_unless_listen_is_given() {
+    assert_eq!(Config::default().status, None);
+    let config = Config::from_toml("[status]\nlisten = \"[fd00::1]:9153\"\n").unwrap();
+    let status = config.status.clone().expect("[status] given");
+    assert_eq!(status.listen, "[fd00::1]:9153".parse().unwrap());
+    assert_eq!(status.connections, 16);
+    assert!(config.to_effective_toml().contains("[status]"));
+    assert!(!Config::default().to_effective_toml().contains("[status]"));
+}
+
 /// Each bad input, the position the error must name, and words it must contain.
 #[test]
 fn bad_inputs_are_refused_with_position_and_reason() {
@@ -204,6 +215,12 @@ fn bad_inputs_are_refused_with_position_and_reason() {
         ("negative rate", "[server]\nrate = -1\n", Some("line 2"), &["rate"]),
         ("zero per-client connections", "[server]\ntcp_connections_per_client = 0\n", None, &["tcp_connections_per_client must be at least 1"]),
         ("zero frame timeout", "[server]\ntcp_frame_timeout = \"0ms\"\n", Some("line 2"), &["longer than zero"]),
+        ("status without listen", "[status]\nconnections = 4\n", Some("line 1"), &["missing field `listen`"]),
+        ("status unknown key", "[status]\nlisten = \"127.0.0.1:9153\"\nport = 1\n", Some("line 3"), &["unknown field `port`"]),
+        ("status bad address", "[status]\nlisten = \"127.0.0.1\"\n", Some("line 2"), &["invalid socket address"]),
+        ("status port 0", "[status]\nlisten = \"127.0.0.1:0\"\n", None, &["status.listen 127.0.0.1:0 has no port"]),
+        ("status on a DNS address", "[server]\nlisten = [\"127.0.0.1:5353\"]\n[status]\nlisten = \"127.0.0.1:5353\"\n", None, &["also in server.listen"]),
+        ("status zero connections", "[status]\nlisten = \"[::1]:9153\"\nconnections = 0\n", None, &["status.connections must be at least 1"]),
     ];
     let dir = std::env::temp_dir().join(format!("oqsdns-config-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

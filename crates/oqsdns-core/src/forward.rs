@@ -13,6 +13,7 @@ use crate::cache::{self, Cache};
 use crate::health::{HealthRegistry, Outcome, Plan, ServerHealth, Thresholds};
 use crate::inflight::{Found, Inflight};
 use crate::local::{self, Own};
+use crate::metrics::{Metrics, RouteStats};
 use crate::rebind::Rebind;
 use crate::router::Router;
 use crate::throttle::Throttle;
@@ -38,6 +39,8 @@ pub struct Group {
     /// Identifies the route and its servers, so cached answers of a route a reload changed are
     /// not served.
     pub fingerprint: u64,
+    /// Answers and failovers counted for the status endpoint.
+    pub stats: Arc<RouteStats>,
     warn_failed: Throttle,
 }
 
@@ -61,6 +64,7 @@ impl Group {
             split,
             stale_for: Duration::ZERO,
             fingerprint: fingerprint(name, servers),
+            stats: registry.route_stats(name),
             warn_failed: Throttle::new(FAIL_WARN_INTERVAL),
         }
     }
@@ -85,6 +89,8 @@ pub struct Shared {
     pub rebind: Rebind,
     /// The host's name and addresses, for local answers.
     pub own: Own,
+    /// Counters for the status endpoint.
+    pub metrics: Metrics,
 }
 
 impl Shared {
@@ -107,6 +113,7 @@ impl Shared {
             inflight: Inflight::default(),
             rebind: Rebind::default(),
             own: Own::default(),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -215,9 +222,11 @@ impl Runtime {
         let key = cache::key(request);
         if let Some(hit) = shared.cache.get(&key, group.fingerprint, Instant::now()) {
             if let Some(answer) = request.answer_from(&hit.bytes, limit, self.udp_payload) {
+                shared.metrics.cache_hits.inc();
                 return answer;
             }
         }
+        shared.metrics.cache_misses.inc();
         let found = shared
             .inflight
             .run(key.clone(), || {
@@ -237,6 +246,7 @@ impl Runtime {
             {
                 if let Some(answer) = request.answer_from(&hit.bytes, limit, self.udp_payload) {
                     debug!(route = %group.name, "every server failed; answering stale");
+                    shared.metrics.stale_answers.inc();
                     return answer;
                 }
             }
@@ -253,13 +263,18 @@ impl Runtime {
         shared: &Shared,
     ) -> Found {
         // Servers known to be down go last, so once a failure is detected no query waits for it.
+        let mut tried = 0;
         for last_resort in [false, true] {
             for server in &group.servers {
                 let plan = server.plan();
                 if (plan == Plan::Last) != last_resort {
                     continue;
                 }
+                tried += 1;
                 if let Some(mut reply) = self.ask(server, plan, group, request).await {
+                    if tried > 1 {
+                        group.stats.failovers.inc();
+                    }
                     if !group.split && self.rebind_protection {
                         if let Some(nodata) = shared.rebind.filter(&reply) {
                             reply = nodata;
@@ -291,11 +306,16 @@ impl Runtime {
             Ok(reply) => reply,
             Err((transport, error)) => {
                 debug!(%error, server = %server.addr, route = %group.name, %transport, "upstream failed");
+                let timeout = matches!(error, upstream::UpstreamError::Timeout);
+                server.stats.failed(transport, timeout);
                 server.record(transport, &Outcome::Fail(error.to_string()), false);
                 return None;
             }
         };
         server.record(reply.transport, &Outcome::Pass(started.elapsed()), false);
+        server
+            .stats
+            .answered(reply.transport, started.elapsed(), tcp_only);
         let rcode = reply.info.rcode;
         if rcode == Rcode::ServFail as u8 || rcode == Rcode::Refused as u8 {
             debug!(rcode, server = %server.addr, route = %group.name, "upstream refused or failed");

@@ -10,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::forward::{Runtime, Shared};
 use crate::local;
 use crate::prefix::PrefixWatch;
+use crate::ratelimit::{RateLimiter, DEFAULT_SLOTS};
 use crate::upstream::Transport;
 use crate::wire::{Rcode, Rejected, Request};
 use oqsdns_config::Config;
@@ -21,6 +22,7 @@ pub struct Handler {
     inflight: Arc<Semaphore>,
     prefixes: Arc<PrefixWatch>,
     shared: Shared,
+    limiter: Arc<RateLimiter>,
 }
 
 impl Handler {
@@ -31,7 +33,17 @@ impl Handler {
             inflight: Arc::new(Semaphore::new(config.server.max_inflight)),
             prefixes: Arc::new(PrefixWatch::start()),
             shared: Shared::new(config),
+            limiter: Arc::new(RateLimiter::new(
+                config.server.rate,
+                config.server.burst,
+                DEFAULT_SLOTS,
+            )),
         }
+    }
+
+    /// The per-client rate limit, one budget per client across every listener and transport.
+    pub fn limiter(&self) -> Arc<RateLimiter> {
+        self.limiter.clone()
     }
 
     /// The cache and other state that outlives a reload.
@@ -56,7 +68,11 @@ impl Handler {
 
     /// A place among the queries in flight, or `None` when the cap is reached.
     pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        self.inflight.clone().try_acquire_owned().ok()
+        let permit = self.inflight.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.shared.metrics.refused_busy.inc();
+        }
+        permit
     }
 
     /// The answer to a query that could not be admitted: REFUSED, or nothing for garbage.
@@ -77,6 +93,7 @@ impl Handler {
     ) -> Option<Vec<u8>> {
         let runtime = self.runtime.load_full();
         if !runtime.allows(client.ip()) {
+            self.shared.metrics.refused_acl.inc();
             return Request::parse(query)
                 .ok()
                 .map(|r| runtime.reply(&r, Rcode::Refused));
@@ -86,10 +103,14 @@ impl Handler {
             Err(Rejected::Reply(reply)) => return Some(reply),
             Err(Rejected::Drop) => return None,
         };
-        if local::is_status(&request) {
+        let answer = if local::is_status(&request) {
             let lines = local::status_lines(&runtime, &self.prefixes.get());
-            return Some(local::txt_answer(&request, &lines, runtime.udp_payload()));
-        }
-        Some(runtime.resolve(&request, transport, &self.shared).await)
+            local::txt_answer(&request, &lines, runtime.udp_payload())
+        } else {
+            runtime.resolve(&request, transport, &self.shared).await
+        };
+        let group = runtime.group_for(request.qname());
+        group.stats.answered(transport, &answer);
+        Some(answer)
     }
 }

@@ -10,7 +10,11 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::metrics::{RouteStats, ServerStats};
 use crate::upstream::Transport;
+
+mod history;
+pub use history::{Change, History, LastProbes, CHANGES_KEPT};
 
 /// The state of one server over one transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -194,6 +198,10 @@ pub struct ServerHealth {
     changes: tokio::sync::watch::Sender<u32>,
     /// Wakes the probe loop early when a real query fails.
     pub wake: tokio::sync::Notify,
+    /// Exchanges and probes counted for the status endpoint.
+    pub stats: ServerStats,
+    /// Recent changes of state and the last probe round.
+    pub history: History,
 }
 
 /// How the query path should use a server now.
@@ -229,6 +237,8 @@ impl ServerHealth {
             limits,
             changes: tokio::sync::watch::Sender::new(0),
             wake: tokio::sync::Notify::new(),
+            stats: ServerStats::default(),
+            history: History::default(),
         }
     }
 
@@ -273,11 +283,19 @@ impl ServerHealth {
         if !probe && matches!(outcome, Outcome::Fail(_)) {
             self.wake.notify_one();
         }
+        if probe {
+            let counts = match outcome {
+                Outcome::Pass(_) => &self.stats.probe_passes,
+                Outcome::Fail(_) => &self.stats.probe_failures,
+            };
+            counts.of(transport).inc();
+        }
         let Some(state) = self.track(transport).record(outcome, self.limits, probe) else {
             return;
         };
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
         let reason = self.track(transport).reason();
+        self.history.changed(transport, state, reason.clone());
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
         let (server, route) = (self.addr, &self.route);
         match state {
             State::Up => info!(%server, %route, %transport, "upstream is up"),
@@ -292,6 +310,7 @@ impl ServerHealth {
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
     servers: Mutex<HashMap<(SocketAddr, String), Arc<ServerHealth>>>,
+    routes: Mutex<HashMap<String, Arc<RouteStats>>>,
 }
 
 impl HealthRegistry {
@@ -302,6 +321,12 @@ impl HealthRegistry {
             .entry((addr, route.to_string()))
             .or_insert_with(|| Arc::new(ServerHealth::new(addr, route, limits)))
             .clone()
+    }
+
+    /// The counters of the route named `route`, kept across reloads like the servers' health.
+    pub fn route_stats(&self, route: &str) -> Arc<RouteStats> {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes.entry(route.to_string()).or_default().clone()
     }
 
     /// Forgets servers no longer in `keep`.

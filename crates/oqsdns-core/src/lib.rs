@@ -8,6 +8,7 @@ pub mod handler;
 pub mod health;
 pub mod inflight;
 pub mod local;
+pub mod metrics;
 pub mod prefix;
 pub mod probe;
 pub mod ratelimit;

@@ -156,10 +156,11 @@ pub async fn probe_loop(
                 round(server.addr, Transport::Tcp, &names, timeout),
             )
         };
-        let ((udp, _), (tcp, _)) = tokio::select! {
+        let ((udp, udp_results), (tcp, tcp_results)) = tokio::select! {
             () = shutdown.cancelled() => return,
             done = rounds => done,
         };
+        server.history.probed(udp_results, tcp_results);
         server.record(Transport::Udp, &udp, true);
         server.record(Transport::Tcp, &tcp, true);
         let settled = matches!((&udp, &tcp), (Outcome::Pass(_), Outcome::Pass(_)))

@@ -76,6 +76,8 @@ pub struct RateLimiter {
     epoch: Instant,
     log: Throttle,
     limited: AtomicU32,
+    /// Queries refused and dropped over the limit, for the status endpoint.
+    pub stats: crate::metrics::RateStats,
 }
 
 impl RateLimiter {
@@ -99,6 +101,7 @@ impl RateLimiter {
             epoch: Instant::now(),
             log: Throttle::new(LOG_INTERVAL),
             limited: AtomicU32::new(0),
+            stats: crate::metrics::RateStats::default(),
         }
     }
 
@@ -133,6 +136,13 @@ impl RateLimiter {
         let verdict = self.check_at(client, now_ms);
         if verdict != Verdict::Admit {
             self.limited.fetch_add(1, Ordering::Relaxed);
+            let stats = &self.stats;
+            let counter = if verdict == Verdict::Refuse {
+                &stats.refused
+            } else {
+                &stats.dropped
+            };
+            counter.inc();
             if self.log.ready() {
                 let limited = self.limited.swap(0, Ordering::Relaxed);
                 warn!(

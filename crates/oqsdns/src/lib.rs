@@ -6,6 +6,7 @@ pub mod check;
 pub mod logging;
 pub mod notify;
 pub mod sockets;
+pub mod status;
 pub mod uci;
 
 use std::net::SocketAddr;
@@ -15,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use oqsdns_config::{Area, Config, DefaultServer};
 use oqsdns_core::health::{HealthRegistry, State};
 use oqsdns_core::probe::{self, probe_loop};
-use oqsdns_core::ratelimit::{RateLimiter, DEFAULT_SLOTS};
 use oqsdns_core::server::{serve_tcp, serve_udp, TcpLimits};
 use oqsdns_core::{acl, forward, system, Handler, Runtime};
 use tokio_util::sync::CancellationToken;
@@ -234,12 +234,7 @@ pub async fn serve(
         idle_timeout: config.server.tcp_idle_timeout.0,
         frame_timeout: config.server.tcp_frame_timeout.0,
     };
-    // One budget per client across every listener and both transports.
-    let limiter = Arc::new(RateLimiter::new(
-        config.server.rate,
-        config.server.burst,
-        DEFAULT_SLOTS,
-    ));
+    let limiter = handler.limiter();
     let tasks = TaskTracker::new();
     let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
     for listener in listeners {

@@ -261,6 +261,17 @@ fn run(config: Config, source: Source) -> ExitCode {
         }
     };
     let bound: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    let status = match config
+        .status
+        .as_ref()
+        .map(|s| oqsdns::status::bind(s.listen))
+    {
+        Some(Err(e)) => {
+            error!("cannot open the status endpoint: {e}");
+            return ExitCode::FAILURE;
+        }
+        status => status.and_then(Result::ok),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -275,6 +286,13 @@ fn run(config: Config, source: Source) -> ExitCode {
         let shutdown = CancellationToken::new();
         let daemon = Daemon::start(&config, &bound, shutdown.clone()).await;
         tokio::spawn(signals(shutdown.clone(), daemon.clone(), source));
+        if let (Some(listener), Some(s)) = (status, &config.status) {
+            let serve =
+                oqsdns::status::serve(listener, daemon.clone(), s.connections, shutdown.clone());
+            tokio::spawn(
+                async move { serve.await.inspect_err(|e| error!("status endpoint: {e}")) },
+            );
+        }
         match oqsdns::serve(&config, listeners, daemon.handler(), shutdown).await {
             Ok(()) => {
                 info!("stopped");

@@ -308,8 +308,11 @@ fn apply_main(config: &mut Config, section: &Section) -> Result<Option<PathBuf>,
             "cache_entries" => config.cache.entries = single(st)?,
             "serve_stale" => config.cache.serve_stale = single(st)?,
             "serve_stale_default" => config.cache.serve_stale_default = single(st)?,
+            "status_listen" => {
+                config.status = Some(oqsdns_config::StatusConfig::on(single(st)?));
+            }
             other => {
-                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, area, listen, allow, default, timeout, probe, rebind_protection, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout, health_interval, health_timeout, cache_entries, serve_stale, serve_stale_default or resolvfile")));
+                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, area, listen, allow, default, timeout, probe, rebind_protection, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout, health_interval, health_timeout, cache_entries, serve_stale, serve_stale_default, status_listen or resolvfile")));
             }
         }
     }

@@ -73,6 +73,26 @@ pub fn tools_or_skip(test: &str) -> Option<Tools> {
     }
 }
 
+/// The program `name` (from Debian's `package`), or `None` after printing why `test` is skipped;
+/// with `OQSDNS_LAB=require` its absence panics instead.
+pub fn program_or_skip(test: &str, name: &str, package: &str) -> Option<PathBuf> {
+    match which(name) {
+        Some(path) => Some(path),
+        None if required() => {
+            panic!(
+                "{test}: {name} is missing (Debian package {package}; OQSDNS_LAB=require is set)"
+            )
+        }
+        None => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "{test}: SKIPPED, {name} is missing (Debian package {package})"
+            );
+            None
+        }
+    }
+}
+
 fn required() -> bool {
     std::env::var("OQSDNS_LAB").is_ok_and(|v| v == "require")
 }

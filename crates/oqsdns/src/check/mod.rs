@@ -117,7 +117,7 @@ pub fn default_server(config: &Config) -> SocketAddr {
 }
 
 /// What a route serves, from its name or its domains.
-fn kind_of(route: &Route) -> RouteKind {
+pub(crate) fn kind_of(route: &Route) -> RouteKind {
     // A route is the NW-base's (or the NGN's) by name, or when it takes over a domain that the
     // guide's table of either area gives to it.
     let like = |name: &str| {

@@ -168,6 +168,16 @@ fn option_overrides_and_words() {
     assert_eq!(config.forward.timeout.to_string(), "2s");
 }
 
+#[test]
+fn status_listen_turns_the_status_endpoint_on() {
+    assert_eq!(load("config oqsdns\n").unwrap().status, None);
+    let config = load("config oqsdns\n\toption status_listen '192.168.1.1:9153'\n").unwrap();
+    let status = config.status.expect("[status] set");
+    assert_eq!(status.listen, "192.168.1.1:9153".parse().unwrap());
+    let error = load("config oqsdns\n\toption status_listen '192.168.1.1'\n").unwrap_err();
+    assert!(error.to_string().contains("status_listen"), "{error}");
+}
+
 /// Each bad file or text, the line the error names, and words the message must contain.
 #[test]
 fn errors_name_the_line() {

@@ -1,0 +1,357 @@
+//! `GET /`: the status page, in Japanese or English, one self-contained HTML document (no
+//! scripts, no external files) that reloads itself every 30 seconds.
+
+use std::fmt::Write as _;
+
+use crate::check::verdict::Severity;
+use crate::check::Answer;
+
+use super::view::{ServerView, Status};
+
+/// The page's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// 日本語 (the default).
+    Ja,
+    /// English (`/en` or `/?lang=en`).
+    En,
+}
+
+/// The page's fixed words in one language.
+struct Words {
+    lang: &'static str,
+    title: &'static str,
+    area: &'static str,
+    verdict: &'static str,
+    see: &'static str,
+    names: &'static str,
+    names_note: &'static str,
+    servers: &'static str,
+    changes: &'static str,
+    no_changes: &'static str,
+    route: &'static str,
+    server: &'static str,
+    name: &'static str,
+    addresses: &'static str,
+    state: &'static str,
+    latency: &'static str,
+    used_as: &'static str,
+    time: &'static str,
+    reason: &'static str,
+    not_probed: &'static str,
+    ipv6: &'static str,
+    prefix_changed: &'static str,
+    updated: &'static str,
+    switch: (&'static str, &'static str),
+}
+
+const JA: Words = Words {
+    lang: "ja",
+    title: "oqsdns の状態",
+    area: "エリア",
+    verdict: "判定",
+    see: "参照: 接続ガイド",
+    names: "手順7 の名前の解決",
+    names_note: "各 DNS サーバーに最後に問い合わせた結果（UDP と TCP）",
+    servers: "上位 DNS サーバー",
+    changes: "最近の状態変化",
+    no_changes: "起動後の状態変化はありません。",
+    route: "ルート",
+    server: "サーバー",
+    name: "名前",
+    addresses: "アドレス",
+    state: "状態",
+    latency: "応答時間",
+    used_as: "使用",
+    time: "日時 (JST)",
+    reason: "理由",
+    not_probed: "まだ問い合わせていません",
+    ipv6: "このホストのグローバル IPv6",
+    prefix_changed: "起動後に変化",
+    updated: "更新",
+    switch: ("/en", "English"),
+};
+
+const EN: Words = Words {
+    lang: "en",
+    title: "oqsdns status",
+    area: "Area",
+    verdict: "Verdict",
+    see: "See the connection guide",
+    names: "Step 7 names",
+    names_note: "the last answers of each DNS server, over UDP and TCP",
+    servers: "Upstream DNS servers",
+    changes: "Recent changes of state",
+    no_changes: "No change of state since the start.",
+    route: "Route",
+    server: "Server",
+    name: "Name",
+    addresses: "Addresses",
+    state: "State",
+    latency: "Latency",
+    used_as: "Used",
+    time: "Time (JST)",
+    reason: "Reason",
+    not_probed: "not asked yet",
+    ipv6: "This host's global IPv6",
+    prefix_changed: "changed since the start",
+    updated: "Updated",
+    switch: ("/", "日本語"),
+};
+
+const STYLE: &str = "body{font-family:'Hiragino Sans','Yu Gothic UI',Meiryo,'IPAPGothic',sans-serif;margin:1.5em;color:#222;background:#fafafa}\
+h1{font-size:1.5em;margin:0 0 .3em}h2{font-size:1.15em;margin:1.4em 0 .4em}\
+.lang{float:right}table{border-collapse:collapse;background:#fff;margin-bottom:.5em}\
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\
+th{background:#eee}.ok{color:#157a2c;font-weight:bold}.ng{color:#c0141c;font-weight:bold}\
+.warn{color:#a15c00;font-weight:bold}.dim{color:#777}.addr{font-family:monospace;font-size:1em}\
+.verdict{border-left:.5em solid;padding:.5em 1em;margin:.5em 0;background:#fff}\
+.verdict.ok{border-color:#157a2c}.verdict.ng{border-color:#c0141c}\
+.verdict p{margin:.2em 0;font-weight:normal;color:#222}";
+
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A state in the page's language, with its colour.
+fn state(lang: Lang, state: &str) -> String {
+    let (class, ja) = match state {
+        "up" => ("ok", "正常"),
+        "degraded" => ("warn", "低速・一部停止"),
+        "down" => ("ng", "停止"),
+        _ => ("dim", "未確認"),
+    };
+    let word = if lang == Lang::Ja { ja } else { state };
+    format!("<span class=\"{class}\">{word}</span>")
+}
+
+/// The area's name in the page's language.
+fn area(lang: Lang, area: oqsdns_config::Area) -> String {
+    use oqsdns_config::Area;
+    let ja = match area {
+        Area::East => "東日本",
+        Area::West => "西日本",
+        Area::Auto => "自動",
+        Area::None => "なし",
+    };
+    if lang == Lang::Ja {
+        format!("{ja} ({area})")
+    } else {
+        area.to_string()
+    }
+}
+
+/// A green or red mark for one answer, with its time or error.
+fn mark(answer: Option<&Answer>) -> String {
+    match answer {
+        Some(a) if a.ok => format!(
+            "<span class=\"ok\">&#9679; OK</span> <span class=\"dim\">{} ms</span>",
+            a.latency_ms
+        ),
+        Some(a) => format!(
+            "<span class=\"ng\">&#10005; NG</span> <span class=\"dim\">{}</span>",
+            esc(a.error.as_deref().unwrap_or(""))
+        ),
+        None => "<span class=\"dim\">-</span>".into(),
+    }
+}
+
+/// The page of `status` in `lang`.
+pub fn render(status: &Status, lang: Lang) -> String {
+    let w = if lang == Lang::Ja { &JA } else { &EN };
+    let mut h = String::with_capacity(16 * 1024);
+    let _ = writeln!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"30\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body>",
+        w.lang, w.title
+    );
+    let _ = writeln!(
+        h,
+        "<p class=\"lang\"><a href=\"{}\">{}</a></p><h1>{}</h1>\
+         <p>{}: <b>{}</b> &nbsp; {}: {}</p>",
+        w.switch.0,
+        w.switch.1,
+        w.title,
+        w.area,
+        area(lang, status.area),
+        w.updated,
+        status.time.short()
+    );
+
+    let _ = writeln!(h, "<h2>{}</h2>", w.verdict);
+    for v in &status.verdicts {
+        let (class, mark) = match v.severity {
+            Severity::Ok => ("ok", "&#9679; OK"),
+            Severity::Problem => ("ng", "&#10005; NG"),
+        };
+        let text = if lang == Lang::Ja { &v.ja } else { &v.en };
+        let _ = writeln!(
+            h,
+            "<div class=\"verdict {class}\"><span class=\"{class}\">{mark}</span>\
+             <p>{}</p><p class=\"dim\">{} {}</p></div>",
+            esc(text),
+            w.see,
+            esc(v.reference)
+        );
+    }
+
+    let _ = writeln!(
+        h,
+        "<h2>{}</h2><p class=\"dim\">{}</p><table><tr><th>{}</th><th>{}</th><th>{}</th>\
+         <th>UDP</th><th>TCP</th><th>{}</th></tr>",
+        w.names, w.names_note, w.name, w.route, w.server, w.addresses
+    );
+    for route in &status.routes {
+        for server in &route.servers {
+            names_rows(&mut h, w, &route.name, server);
+        }
+    }
+    h.push_str("</table>\n");
+
+    let _ = writeln!(
+        h,
+        "<h2>{}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th><th>UDP</th><th>TCP</th>\
+         <th>{}</th><th>{}</th></tr>",
+        w.servers, w.route, w.server, w.state, w.used_as, w.reason
+    );
+    for route in &status.routes {
+        for (i, s) in route.servers.iter().enumerate() {
+            let role = match (lang, i) {
+                (Lang::Ja, 0) => "優先",
+                (Lang::Ja, _) => "代替",
+                (Lang::En, 0) => "primary",
+                (Lang::En, _) => "alternate",
+            };
+            let used = match (lang, s.plan) {
+                (Lang::Ja, "udp") => "UDP（切り詰め時 TCP）",
+                (Lang::Ja, "tcp") => "TCP のみ",
+                (Lang::Ja, _) => "最後に試す",
+                (Lang::En, "udp") => "UDP (TCP when truncated)",
+                (Lang::En, "tcp") => "TCP only",
+                (Lang::En, _) => "last resort",
+            };
+            let track = |t: &super::view::TrackView| {
+                if matches!(t.state, "up" | "degraded") {
+                    format!(
+                        "{} <span class=\"dim\">{}: {:.1} ms</span>",
+                        state(lang, t.state),
+                        w.latency,
+                        t.latency_ms
+                    )
+                } else {
+                    state(lang, t.state)
+                }
+            };
+            let reason = [("UDP", &s.udp.reason), ("TCP", &s.tcp.reason)]
+                .iter()
+                .filter(|(_, r)| !r.is_empty())
+                .map(|(t, r)| format!("{t}: {}", esc(r)))
+                .collect::<Vec<_>>()
+                .join("<br>");
+            let _ = writeln!(
+                h,
+                "<tr><td>{} <span class=\"dim\">{role}</span></td><td class=\"addr\">{}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{used}</td><td>{reason}</td></tr>",
+                esc(&route.name),
+                s.addr,
+                state(lang, s.state),
+                track(&s.udp),
+                track(&s.tcp),
+            );
+        }
+    }
+    h.push_str("</table>\n");
+
+    let _ = writeln!(h, "<h2>{}</h2>", w.changes);
+    if status.changes.is_empty() {
+        let _ = writeln!(h, "<p class=\"dim\">{}</p>", w.no_changes);
+    } else {
+        let _ = writeln!(
+            h,
+            "<table><tr><th>{}</th><th>{}</th><th>{}</th><th></th><th>{}</th><th>{}</th></tr>",
+            w.time, w.route, w.server, w.state, w.reason
+        );
+        for c in &status.changes {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=\"addr\">{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td></tr>",
+                c.time.short(),
+                esc(&c.route),
+                c.server,
+                c.transport.to_uppercase(),
+                state(lang, c.state),
+                esc(&c.reason)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+
+    let prefixes = if status.prefixes.is_empty() {
+        "-".to_string()
+    } else {
+        status.prefixes.join(" ")
+    };
+    let changed = if status.prefix_changed {
+        format!(" <span class=\"ng\">({})</span>", w.prefix_changed)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        h,
+        "<p class=\"dim\">{}: <span class=\"addr\">{}</span>{changed}<br>\
+         <a href=\"/health\">/health</a> (JSON) &nbsp; <a href=\"/metrics\">/metrics</a> \
+         (Prometheus)</p>\n</body></html>",
+        w.ipv6,
+        esc(&prefixes)
+    );
+    h
+}
+
+/// The rows of one server's probe names.
+fn names_rows(h: &mut String, w: &Words, route: &str, server: &ServerView) {
+    if server.probes.is_empty() {
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"dim\">-</td><td>{}</td><td class=\"addr\">{}</td>\
+             <td colspan=\"3\" class=\"dim\">{}</td></tr>",
+            esc(route),
+            server.addr,
+            w.not_probed
+        );
+        return;
+    }
+    for row in &server.probes {
+        let answer = [&row.udp, &row.tcp].into_iter().flatten().find(|a| a.ok);
+        let addresses = answer.map_or(String::new(), |a| {
+            a.addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("<br>")
+        });
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"addr\">{}</td><td>{}</td><td>{}</td>\
+             <td class=\"addr\">{addresses}</td></tr>",
+            esc(&row.name),
+            esc(route),
+            server.addr,
+            mark(row.udp.as_ref()),
+            mark(row.tcp.as_ref())
+        );
+    }
+}
