@@ -47,6 +47,9 @@ pub struct Limits {
 #[derive(Debug)]
 struct Entry {
     bytes: Box<[u8]>,
+    /// Where the TTL of every record but OPT sits, found once at insert so a hit does not walk
+    /// the records again.
+    ttls: Box<[u16]>,
     stored: Instant,
     lifetime: u32,
     /// The route the answer came from, so a reload that changes the route drops it.
@@ -145,16 +148,15 @@ impl Cache {
             .as_secs()
             .min(u64::from(u32::MAX)) as u32;
         let mut bytes = entry.bytes.to_vec();
-        drop(shard);
-        let ttls = wire::records(&bytes)?;
-        for rec in ttls.iter().filter(|r| r.rtype != wire::TYPE_OPT) {
+        for &at in &entry.ttls {
+            let at = usize::from(at);
             let ttl = if stale {
                 STALE_TTL
             } else {
-                let original = wire::ttl_at(&bytes, rec.ttl_at);
+                let original = wire::ttl_at(&bytes, at);
                 self.clamp(original).saturating_sub(elapsed)
             };
-            bytes[rec.ttl_at..rec.ttl_at + 4].copy_from_slice(&ttl.to_be_bytes());
+            bytes[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
         }
         Some(Hit { bytes, stale })
     }
@@ -169,11 +171,20 @@ impl Cache {
         if !self.enabled() {
             return;
         }
-        let Some(lifetime) = self.lifetime(reply) else {
+        let Some(records) = wire::records(reply) else {
             return;
         };
+        let Some(lifetime) = self.lifetime(reply, &records) else {
+            return;
+        };
+        let ttls = records
+            .iter()
+            .filter(|r| r.rtype != wire::TYPE_OPT)
+            .filter_map(|r| u16::try_from(r.ttl_at).ok())
+            .collect();
         let entry = Entry {
             bytes: reply.into(),
+            ttls,
             stored: now,
             lifetime,
             route,
@@ -186,12 +197,11 @@ impl Cache {
     }
 
     /// How long a reply may be served fresh, or `None` if it must not be cached.
-    fn lifetime(&self, reply: &[u8]) -> Option<u32> {
+    fn lifetime(&self, reply: &[u8], records: &[wire::RecordAt]) -> Option<u32> {
         let rcode = wire::rcode_of(reply);
         if reply.get(2).is_some_and(|f| f & 0x02 != 0) {
             return None; // truncated
         }
-        let records = wire::records(reply)?;
         let answers: Vec<_> = records
             .iter()
             .filter(|r| r.section == Section::Answer)

@@ -202,22 +202,50 @@ impl Runtime {
         transport: Transport,
         shared: &Shared,
     ) -> Vec<u8> {
-        let limit = match transport {
+        match self.resolve_now(request, transport, shared) {
+            Some(answer) => answer,
+            None => self.resolve_upstream(request, transport, shared).await,
+        }
+    }
+
+    fn limit(&self, request: &Request<'_>, transport: Transport) -> usize {
+        match transport {
             Transport::Udp => request.udp_limit(self.udp_payload),
             Transport::Tcp => MAX_MESSAGE,
-        };
+        }
+    }
+
+    /// The answer to `request` without an upstream: a local answer or a fresh cached one.
+    pub fn resolve_now(
+        &self,
+        request: &Request<'_>,
+        transport: Transport,
+        shared: &Shared,
+    ) -> Option<Vec<u8>> {
         let group = self.group_for(request.qname());
         if !group.split {
             if let Some(answer) = local::answer(request, &shared.own, self.udp_payload) {
-                return answer;
+                return Some(answer);
             }
         }
         let key = cache::key(request);
-        if let Some(hit) = shared.cache.get(&key, group.fingerprint, Instant::now()) {
-            if let Some(answer) = request.answer_from(&hit.bytes, limit, self.udp_payload) {
-                return answer;
-            }
-        }
+        let hit = shared.cache.get(&key, group.fingerprint, Instant::now())?;
+        let limit = self.limit(request, transport);
+        request.answer_from(&hit.bytes, limit, self.udp_payload)
+    }
+
+    /// The answer to `request` from the name's group (after [`resolve_now`](Self::resolve_now)
+    /// had none), fetched once for all identical queries under way; stale when every server
+    /// fails and the route allows it, else SERVFAIL.
+    pub async fn resolve_upstream(
+        &self,
+        request: &Request<'_>,
+        transport: Transport,
+        shared: &Shared,
+    ) -> Vec<u8> {
+        let limit = self.limit(request, transport);
+        let group = self.group_for(request.qname());
+        let key = cache::key(request);
         let found = shared
             .inflight
             .run(key.clone(), || {

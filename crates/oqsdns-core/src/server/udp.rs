@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::handler::Handler;
+use crate::handler::{Handler, Step};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::upstream::Transport;
 
@@ -73,6 +73,18 @@ pub async fn serve_udp(
             }
             Verdict::Drop => continue,
         }
+        // Refusals, local and cached answers are served here, in the receive loop: only a
+        // query that goes upstream costs a task.
+        match handler.handle_now(query, origin.client, Transport::Udp) {
+            Step::Done(Some(reply)) => {
+                if let Err(error) = send(&socket, &reply, origin).await {
+                    debug!(%error, client = %origin.client, "UDP send failed");
+                }
+                continue;
+            }
+            Step::Done(None) => continue,
+            Step::Upstream => {}
+        }
         let Some(permit) = handler.admit() else {
             if let Some(reply) = handler.refuse(query) {
                 let _ = send(&socket, &reply, origin).await;
@@ -83,7 +95,7 @@ pub async fn serve_udp(
         let (socket, handler) = (socket.clone(), handler.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            if let Some(reply) = handler.handle(&query, origin.client, Transport::Udp).await {
+            if let Some(reply) = handler.forward(&query, Transport::Udp).await {
                 if let Err(error) = send(&socket, &reply, origin).await {
                     debug!(%error, client = %origin.client, "UDP send failed");
                 }
