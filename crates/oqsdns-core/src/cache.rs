@@ -84,7 +84,13 @@ impl Cache {
     /// An empty cache.
     pub fn new(limits: Limits) -> Self {
         let per_shard = limits.entries.div_ceil(SHARDS);
-        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        // Room for twice the bound: evictions leave tombstones, and a full table with tombstones
+        // is rehashed in place only while it is at most half full; otherwise it would double
+        // under a flood of unique names. Untouched pages of the table cost no memory.
+        let room = if per_shard == 0 { 0 } else { 2 * per_shard + 2 };
+        let shards = (0..SHARDS)
+            .map(|_| Mutex::new(HashMap::with_capacity(room)))
+            .collect();
         Self {
             shards,
             hasher: RandomState::new(),
