@@ -85,6 +85,8 @@ pub struct Shared {
     pub rebind: Rebind,
     /// The host's name and addresses, for local answers.
     pub own: Own,
+    /// Connected UDP sockets to the upstream servers.
+    pub sockets: Arc<upstream::SocketPool>,
 }
 
 impl Shared {
@@ -107,6 +109,7 @@ impl Shared {
             inflight: Inflight::default(),
             rebind: Rebind::default(),
             own: Own::default(),
+            sockets: Arc::default(),
         }
     }
 }
@@ -310,7 +313,9 @@ impl Runtime {
                     continue;
                 };
                 let delay = hedge_delay(&server, self.timeout);
-                running.push(Box::pin(ask(server, plan, query.clone(), self.timeout)));
+                let sockets = shared.sockets.clone();
+                let asked = ask(server, plan, query.clone(), self.timeout, sockets);
+                running.push(Box::pin(asked));
                 hedge_at = Some(Instant::now() + delay);
             }
             let any = std::future::poll_fn(|cx| {
@@ -396,12 +401,15 @@ async fn ask(
     plan: Plan,
     query: Arc<[u8]>,
     timeout: Duration,
+    sockets: Arc<upstream::SocketPool>,
 ) -> Option<Vec<u8>> {
     let request = Request::parse(&query).ok()?;
     let route = &server.route;
     let started = Instant::now();
     let tcp_only = plan == Plan::TcpOnly;
-    let reply = match upstream::exchange(server.addr, &request, timeout, tcp_only).await {
+    let exchange =
+        upstream::exchange_pooled(Some(&sockets), server.addr, &request, timeout, tcp_only);
+    let reply = match exchange.await {
         Ok(reply) => reply,
         Err((transport, error)) => {
             debug!(%error, server = %server.addr, %route, %transport, "upstream failed");
