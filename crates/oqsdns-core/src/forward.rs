@@ -299,7 +299,7 @@ impl Runtime {
                 }
             }
         }
-        let mut order = order.into_iter();
+        let mut order = order.into_iter().peekable();
         let query: Arc<[u8]> = request.message().into();
         let mut running: Vec<Ask> = Vec::with_capacity(2);
         let mut hedge_at = None;
@@ -316,7 +316,8 @@ impl Runtime {
                 let sockets = shared.sockets.clone();
                 let asked = ask(server, plan, query.clone(), self.timeout, sockets);
                 running.push(Box::pin(asked));
-                hedge_at = Some(Instant::now() + delay);
+                // With no server left to ask, nothing to race: no timer.
+                hedge_at = order.peek().map(|_| Instant::now() + delay);
             }
             let any = std::future::poll_fn(|cx| {
                 for (i, ask) in running.iter_mut().enumerate() {
