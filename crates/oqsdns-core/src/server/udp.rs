@@ -53,8 +53,13 @@ pub async fn serve_udp(
     limiter: Arc<RateLimiter>,
     shutdown: CancellationToken,
 ) {
-    if let Err(error) = enable_pktinfo(&socket) {
-        debug!(%error, "IP_PKTINFO unavailable; replies use the routing table's source address");
+    // Only a wildcard socket needs to be told which address a query came to: one bound to an
+    // address sends from it anyway, and a reply without the control message is cheaper.
+    let wildcard = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
+    if wildcard {
+        if let Err(error) = enable_pktinfo(&socket) {
+            debug!(%error, "IP_PKTINFO unavailable; replies use the routing table's source address");
+        }
     }
     let socket = Arc::new(socket);
     let tasks = TaskTracker::new();
