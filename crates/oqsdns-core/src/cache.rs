@@ -21,14 +21,22 @@ pub type Key = Box<[u8]>;
 
 /// The key of a request.
 pub fn key(request: &Request<'_>) -> Key {
-    let mut buf = [0u8; 255];
-    let n = wire::lowercase_name(request.qname(), &mut buf);
-    let mut key = Vec::with_capacity(n + 5);
-    key.extend_from_slice(&buf[..n]);
-    key.extend_from_slice(&request.qtype.to_be_bytes());
-    key.extend_from_slice(&request.qclass.to_be_bytes());
-    key.push(u8::from(request.dnssec_ok()) | u8::from(request.checking_disabled()) << 1);
-    key.into_boxed_slice()
+    let mut buf = [0u8; KEY_MAX];
+    key_in(request, &mut buf).into()
+}
+
+/// The longest key: a name of 255 bytes, type, class and the flag byte.
+pub const KEY_MAX: usize = 255 + 5;
+
+/// The key of a request, written into `buf` (a lookup needs no allocation).
+pub fn key_in<'b>(request: &Request<'_>, buf: &'b mut [u8; KEY_MAX]) -> &'b [u8] {
+    let mut name = [0u8; 255];
+    let n = wire::lowercase_name(request.qname(), &mut name);
+    buf[..n].copy_from_slice(&name[..n]);
+    buf[n..n + 2].copy_from_slice(&request.qtype.to_be_bytes());
+    buf[n + 2..n + 4].copy_from_slice(&request.qclass.to_be_bytes());
+    buf[n + 4] = u8::from(request.dnssec_ok()) | u8::from(request.checking_disabled()) << 1;
+    &buf[..n + 5]
 }
 
 /// Limits of the cache.

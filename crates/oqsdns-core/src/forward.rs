@@ -231,8 +231,9 @@ impl Runtime {
                 return Some(answer);
             }
         }
-        let key = cache::key(request);
-        let hit = shared.cache.get(&key, group.fingerprint, Instant::now())?;
+        let mut key = [0u8; cache::KEY_MAX];
+        let key = cache::key_in(request, &mut key);
+        let hit = shared.cache.get(key, group.fingerprint, Instant::now())?;
         let limit = self.limit(request, transport);
         request.answer_from(&hit.bytes, limit, self.udp_payload)
     }

@@ -64,9 +64,12 @@ pub async fn serve_udp(
     let socket = Arc::new(socket);
     let tasks = TaskTracker::new();
     let mut rx = RecvBatch::new();
+    // One waiter for the whole loop, not one registered and dropped per batch.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let received = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = &mut cancelled => break,
             received = rx.recv(&socket) => received,
         };
         let count = match received {
