@@ -375,26 +375,61 @@ async fn replies_with_a_wrong_id_or_question_are_ignored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_upstream_query_has_a_fresh_id_and_source_port() {
+async fn each_upstream_query_has_a_fresh_id_and_sockets_change_port() {
     within(async {
         let upstream = FakeUpstream::start(fake::identify("x")).await;
         let mut config = config_with_default(&[upstream.addr]);
-        config.cache.entries = 0; // the same question four times, each upstream
+        config.cache.entries = 0; // the same question every time, each upstream
         let daemon = Daemon::start(config).await;
         let q = query("same.example", RecordType::TXT, None);
-        for _ in 0..4 {
+        // One after another: a pooled socket carries at most POOLED_USES queries, then a new
+        // socket (a new random port) takes over.
+        let n = 4 * usize::from(oqsdns_core::upstream::POOLED_USES);
+        for _ in 0..n {
             client::udp(daemon.addr(), &q).await;
         }
         let received = upstream.received();
+        assert_eq!(received.len(), n);
         let ids: std::collections::HashSet<u16> =
             received.iter().map(|r| r.message.metadata.id).collect();
         let ports: std::collections::HashSet<u16> =
             received.iter().map(|r| r.from.port()).collect();
         assert!(
-            ids.len() >= 3 && !ids.contains(&q.metadata.id),
+            ids.len() >= n - 2 && !ids.contains(&q.metadata.id),
             "IDs {ids:?}"
         );
-        assert!(ports.len() >= 3, "source ports {ports:?}");
+        assert!(ports.len() >= 4, "source ports {ports:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_under_way_at_once_use_different_source_ports() {
+    within(async {
+        let upstream = FakeUpstream::start(|q, _| {
+            Action::Delay(
+                Duration::from_millis(300),
+                fake::reply(q, vec![fake::txt(q, "x")]),
+            )
+        })
+        .await;
+        let mut config = config_with_default(&[upstream.addr]);
+        config.cache.entries = 0;
+        let daemon = Daemon::start(config).await;
+        let addr = daemon.addr();
+        let mut asks = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            asks.spawn(async move {
+                let q = query(&format!("n{i}.example"), RecordType::TXT, None);
+                client::udp(addr, &q).await
+            });
+        }
+        while asks.join_next().await.is_some() {}
+        let received = upstream.received();
+        assert_eq!(received.len(), 20);
+        let ports: std::collections::HashSet<u16> =
+            received.iter().map(|r| r.from.port()).collect();
+        assert_eq!(ports.len(), 20, "source ports {ports:?}");
     })
     .await;
 }

@@ -136,10 +136,9 @@ async fn real_query_failures_mark_a_primary_down_before_the_next_probe() {
                 "failover while the primary is still up"
             );
         }
-        assert!(
-            health.udp.is_down(),
-            "two failed queries (fall = 2) mark it down"
-        );
+        // The alternate answered each after the hedge delay; the primary's asks ran on to their
+        // timeout in the background, and their failures (fall = 2) mark it down.
+        until(&health, |s| s.udp.is_down()).await;
         let started = Instant::now();
         let answer = client::udp(
             daemon.addr(),
@@ -235,6 +234,52 @@ async fn a_much_slower_server_is_degraded() {
         );
         slow.store(false, Ordering::Relaxed);
         until(&health, |s| s.tcp.state() == State::Up).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_goes_silent_is_raced_instead_of_waited_for() {
+    within(async {
+        let dead = Arc::new(AtomicBool::new(false));
+        let primary = switchable("primary", dead.clone(), None).await;
+        let alternate = switchable("alternate", Arc::new(AtomicBool::new(false)), None).await;
+        let internet = FakeUpstream::start(fake::identify("internet")).await;
+        let mut config = config(&[primary.addr, alternate.addr], internet.addr, "1h");
+        config.forward.timeout = "3s".parse().unwrap();
+        let daemon = Daemon::start(config).await;
+        let health = daemon.health("nw-base", 0);
+        until(&health, |s| s.state() == State::Up).await;
+        let q = query("www.lineauth.mnw", RecordType::TXT, None);
+        let ask = || client::udp(daemon.addr(), &q);
+        assert_eq!(txt_of(&ask().await), ["primary"]);
+        assert!(
+            health.srtt().is_some(),
+            "the primary's round-trip time is known"
+        );
+
+        // Cut off: its usual round-trip time is well under 25 ms, so after 100 ms the alternate
+        // is asked too, long before the primary's 3 s timeout.
+        dead.store(true, Ordering::Relaxed);
+        for _ in 0..2 {
+            let started = Instant::now();
+            assert_eq!(txt_of(&ask().await), ["alternate"]);
+            assert!(
+                started.elapsed() < Duration::from_millis(1500),
+                "waited {:?} (the timeout is 3 s)",
+                started.elapsed()
+            );
+        }
+        // The primary's two asks time out in the background and mark it down (fall = 2) ...
+        until(&health, |s| s.udp.is_down()).await;
+        // ... after which it is not asked at all.
+        let asked = primary.total();
+        assert_eq!(txt_of(&ask().await), ["alternate"]);
+        assert_eq!(
+            primary.total(),
+            asked,
+            "a primary known to be down is not raced"
+        );
     })
     .await;
 }

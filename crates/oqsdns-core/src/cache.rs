@@ -21,14 +21,22 @@ pub type Key = Box<[u8]>;
 
 /// The key of a request.
 pub fn key(request: &Request<'_>) -> Key {
-    let mut buf = [0u8; 255];
-    let n = wire::lowercase_name(request.qname(), &mut buf);
-    let mut key = Vec::with_capacity(n + 5);
-    key.extend_from_slice(&buf[..n]);
-    key.extend_from_slice(&request.qtype.to_be_bytes());
-    key.extend_from_slice(&request.qclass.to_be_bytes());
-    key.push(u8::from(request.dnssec_ok()) | u8::from(request.checking_disabled()) << 1);
-    key.into_boxed_slice()
+    let mut buf = [0u8; KEY_MAX];
+    key_in(request, &mut buf).into()
+}
+
+/// The longest key: a name of 255 bytes, type, class and the flag byte.
+pub const KEY_MAX: usize = 255 + 5;
+
+/// The key of a request, written into `buf` (a lookup needs no allocation).
+pub fn key_in<'b>(request: &Request<'_>, buf: &'b mut [u8; KEY_MAX]) -> &'b [u8] {
+    let mut name = [0u8; 255];
+    let n = wire::lowercase_name(request.qname(), &mut name);
+    buf[..n].copy_from_slice(&name[..n]);
+    buf[n..n + 2].copy_from_slice(&request.qtype.to_be_bytes());
+    buf[n + 2..n + 4].copy_from_slice(&request.qclass.to_be_bytes());
+    buf[n + 4] = u8::from(request.dnssec_ok()) | u8::from(request.checking_disabled()) << 1;
+    &buf[..n + 5]
 }
 
 /// Limits of the cache.
@@ -47,6 +55,9 @@ pub struct Limits {
 #[derive(Debug)]
 struct Entry {
     bytes: Box<[u8]>,
+    /// Where the TTL of every record but OPT sits, found once at insert so a hit does not walk
+    /// the records again.
+    ttls: Box<[u16]>,
     stored: Instant,
     lifetime: u32,
     /// The route the answer came from, so a reload that changes the route drops it.
@@ -81,7 +92,13 @@ impl Cache {
     /// An empty cache.
     pub fn new(limits: Limits) -> Self {
         let per_shard = limits.entries.div_ceil(SHARDS);
-        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        // Room for twice the bound: evictions leave tombstones, and a full table with tombstones
+        // is rehashed in place only while it is at most half full; otherwise it would double
+        // under a flood of unique names. Untouched pages of the table cost no memory.
+        let room = if per_shard == 0 { 0 } else { 2 * per_shard + 2 };
+        let shards = (0..SHARDS)
+            .map(|_| Mutex::new(HashMap::with_capacity(room)))
+            .collect();
         Self {
             shards,
             hasher: RandomState::new(),
@@ -145,16 +162,15 @@ impl Cache {
             .as_secs()
             .min(u64::from(u32::MAX)) as u32;
         let mut bytes = entry.bytes.to_vec();
-        drop(shard);
-        let ttls = wire::records(&bytes)?;
-        for rec in ttls.iter().filter(|r| r.rtype != wire::TYPE_OPT) {
+        for &at in &entry.ttls {
+            let at = usize::from(at);
             let ttl = if stale {
                 STALE_TTL
             } else {
-                let original = wire::ttl_at(&bytes, rec.ttl_at);
+                let original = wire::ttl_at(&bytes, at);
                 self.clamp(original).saturating_sub(elapsed)
             };
-            bytes[rec.ttl_at..rec.ttl_at + 4].copy_from_slice(&ttl.to_be_bytes());
+            bytes[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
         }
         Some(Hit { bytes, stale })
     }
@@ -169,11 +185,20 @@ impl Cache {
         if !self.enabled() {
             return;
         }
-        let Some(lifetime) = self.lifetime(reply) else {
+        let Some(records) = wire::records(reply) else {
             return;
         };
+        let Some(lifetime) = self.lifetime(reply, &records) else {
+            return;
+        };
+        let ttls = records
+            .iter()
+            .filter(|r| r.rtype != wire::TYPE_OPT)
+            .filter_map(|r| u16::try_from(r.ttl_at).ok())
+            .collect();
         let entry = Entry {
             bytes: reply.into(),
+            ttls,
             stored: now,
             lifetime,
             route,
@@ -186,12 +211,11 @@ impl Cache {
     }
 
     /// How long a reply may be served fresh, or `None` if it must not be cached.
-    fn lifetime(&self, reply: &[u8]) -> Option<u32> {
+    fn lifetime(&self, reply: &[u8], records: &[wire::RecordAt]) -> Option<u32> {
         let rcode = wire::rcode_of(reply);
         if reply.get(2).is_some_and(|f| f & 0x02 != 0) {
             return None; // truncated
         }
-        let records = wire::records(reply)?;
         let answers: Vec<_> = records
             .iter()
             .filter(|r| r.section == Section::Answer)

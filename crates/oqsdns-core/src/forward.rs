@@ -91,6 +91,8 @@ pub struct Shared {
     pub own: Own,
     /// Counters for the status endpoint.
     pub metrics: Metrics,
+    /// Connected UDP sockets to the upstream servers.
+    pub sockets: Arc<upstream::SocketPool>,
 }
 
 impl Shared {
@@ -114,6 +116,7 @@ impl Shared {
             rebind: Rebind::default(),
             own: Own::default(),
             metrics: Metrics::default(),
+            sockets: Arc::default(),
         }
     }
 }
@@ -209,24 +212,58 @@ impl Runtime {
         transport: Transport,
         shared: &Shared,
     ) -> Vec<u8> {
-        let limit = match transport {
+        match self.resolve_now(request, transport, shared) {
+            Some(answer) => answer,
+            None => self.resolve_upstream(request, transport, shared).await,
+        }
+    }
+
+    fn limit(&self, request: &Request<'_>, transport: Transport) -> usize {
+        match transport {
             Transport::Udp => request.udp_limit(self.udp_payload),
             Transport::Tcp => MAX_MESSAGE,
-        };
+        }
+    }
+
+    /// The answer to `request` without an upstream: a local answer or a fresh cached one.
+    pub fn resolve_now(
+        &self,
+        request: &Request<'_>,
+        transport: Transport,
+        shared: &Shared,
+    ) -> Option<Vec<u8>> {
         let group = self.group_for(request.qname());
         if !group.split {
             if let Some(answer) = local::answer(request, &shared.own, self.udp_payload) {
-                return answer;
+                return Some(answer);
             }
         }
+        let mut key = [0u8; cache::KEY_MAX];
+        let key = cache::key_in(request, &mut key);
+        let Some(hit) = shared.cache.get(key, group.fingerprint, Instant::now()) else {
+            shared.metrics.cache_misses.inc();
+            return None;
+        };
+        let limit = self.limit(request, transport);
+        let answer = request.answer_from(&hit.bytes, limit, self.udp_payload);
+        if answer.is_some() {
+            shared.metrics.cache_hits.inc();
+        }
+        answer
+    }
+
+    /// The answer to `request` from the name's group (after [`resolve_now`](Self::resolve_now)
+    /// had none), fetched once for all identical queries under way; stale when every server
+    /// fails and the route allows it, else SERVFAIL.
+    pub async fn resolve_upstream(
+        &self,
+        request: &Request<'_>,
+        transport: Transport,
+        shared: &Shared,
+    ) -> Vec<u8> {
+        let limit = self.limit(request, transport);
+        let group = self.group_for(request.qname());
         let key = cache::key(request);
-        if let Some(hit) = shared.cache.get(&key, group.fingerprint, Instant::now()) {
-            if let Some(answer) = request.answer_from(&hit.bytes, limit, self.udp_payload) {
-                shared.metrics.cache_hits.inc();
-                return answer;
-            }
-        }
-        shared.metrics.cache_misses.inc();
         let found = shared
             .inflight
             .run(key.clone(), || {
@@ -255,6 +292,12 @@ impl Runtime {
     }
 
     /// Asks the group's servers in order of health; the accepted reply, filtered and cached.
+    ///
+    /// A server that has not answered within [`hedge_delay`] of being asked (4 × its usual
+    /// round-trip time, at least 100 ms) is not given up on: the next server is asked as well
+    /// and the first usable answer wins, so a primary that has just gone silent costs a client
+    /// about 100 ms instead of the whole timeout. Asks still under way when an answer wins run
+    /// on to their end in the background, so their outcome reaches the health table as before.
     async fn fetch(
         &self,
         group: &Group,
@@ -263,69 +306,82 @@ impl Runtime {
         shared: &Shared,
     ) -> Found {
         // Servers known to be down go last, so once a failure is detected no query waits for it.
-        let mut tried = 0;
+        let mut order = Vec::with_capacity(group.servers.len());
         for last_resort in [false, true] {
             for server in &group.servers {
                 let plan = server.plan();
-                if (plan == Plan::Last) != last_resort {
-                    continue;
-                }
-                tried += 1;
-                if let Some(mut reply) = self.ask(server, plan, group, request).await {
-                    if tried > 1 {
-                        group.stats.failovers.inc();
-                    }
-                    if !group.split && self.rebind_protection {
-                        if let Some(nodata) = shared.rebind.filter(&reply) {
-                            reply = nodata;
-                        }
-                    }
-                    shared
-                        .cache
-                        .insert(key, &reply, group.fingerprint, Instant::now());
-                    return Some(reply.into());
+                if (plan == Plan::Last) == last_resort {
+                    order.push((server.clone(), plan));
                 }
             }
+        }
+        let mut order = order.into_iter().peekable();
+        let query: Arc<[u8]> = request.message().into();
+        let mut running: Vec<Ask> = Vec::with_capacity(2);
+        let mut hedge_at = None;
+        let mut asked_so_far = 0;
+        loop {
+            if running.is_empty() || hedge_at.is_some_and(|at| Instant::now() >= at) {
+                let Some((server, plan)) = order.next() else {
+                    if running.is_empty() {
+                        break;
+                    }
+                    hedge_at = None;
+                    continue;
+                };
+                let delay = hedge_delay(&server, self.timeout);
+                let sockets = shared.sockets.clone();
+                let asked = ask(server, plan, query.clone(), self.timeout, sockets);
+                let place = asked_so_far;
+                asked_so_far += 1;
+                running.push(Box::pin(async move { (place, asked.await) }));
+                // With no server left to ask, nothing to race: no timer.
+                hedge_at = order.peek().map(|_| Instant::now() + delay);
+            }
+            let any = std::future::poll_fn(|cx| {
+                for (i, ask) in running.iter_mut().enumerate() {
+                    if let std::task::Poll::Ready(reply) = ask.as_mut().poll(cx) {
+                        return std::task::Poll::Ready((i, reply));
+                    }
+                }
+                std::task::Poll::Pending
+            });
+            let hedge = async {
+                match hedge_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (done, (place, reply)) = tokio::select! {
+                done = any => done,
+                () = hedge => continue,
+            };
+            drop(running.swap_remove(done));
+            let Some(mut reply) = reply else {
+                // That server failed: the next one at once, unless another is still asked.
+                if running.is_empty() {
+                    hedge_at = None;
+                }
+                continue;
+            };
+            for slower in running {
+                tokio::spawn(slower);
+            }
+            if place > 0 {
+                group.stats.failovers.inc();
+            }
+            if !group.split && self.rebind_protection {
+                if let Some(nodata) = shared.rebind.filter(&reply) {
+                    reply = nodata;
+                }
+            }
+            shared
+                .cache
+                .insert(key, &reply, group.fingerprint, Instant::now());
+            return Some(reply.into());
         }
         self.warn_failed(group);
         None
-    }
-
-    /// One try of one server: its reply when usable (not SERVFAIL or REFUSED, records parse);
-    /// `None` moves on to the next server.
-    async fn ask(
-        &self,
-        server: &ServerHealth,
-        plan: Plan,
-        group: &Group,
-        request: &Request<'_>,
-    ) -> Option<Vec<u8>> {
-        let started = Instant::now();
-        let tcp_only = plan == Plan::TcpOnly;
-        let reply = match upstream::exchange(server.addr, request, self.timeout, tcp_only).await {
-            Ok(reply) => reply,
-            Err((transport, error)) => {
-                debug!(%error, server = %server.addr, route = %group.name, %transport, "upstream failed");
-                let timeout = matches!(error, upstream::UpstreamError::Timeout);
-                server.stats.failed(transport, timeout);
-                server.record(transport, &Outcome::Fail(error.to_string()), false);
-                return None;
-            }
-        };
-        server.record(reply.transport, &Outcome::Pass(started.elapsed()), false);
-        server
-            .stats
-            .answered(reply.transport, started.elapsed(), tcp_only);
-        let rcode = reply.info.rcode;
-        if rcode == Rcode::ServFail as u8 || rcode == Rcode::Refused as u8 {
-            debug!(rcode, server = %server.addr, route = %group.name, "upstream refused or failed");
-            return None;
-        }
-        if wire::records(&reply.bytes).is_none() {
-            debug!(server = %server.addr, route = %group.name, "malformed upstream reply");
-            return None;
-        }
-        Some(reply.bytes)
     }
 
     /// A reply of our own for `request` with `rcode`.
@@ -344,6 +400,65 @@ impl Runtime {
             warn!(route = %group.name, servers = %servers.join(" "), "every server of the route failed; answering SERVFAIL");
         }
     }
+}
+
+/// Servers are raced after at least this long (see [`Runtime::fetch`]).
+pub const HEDGE_MIN: Duration = Duration::from_millis(100);
+
+/// How long to wait for `server` before asking the next one too: 4 × its usual round-trip time,
+/// at least [`HEDGE_MIN`], at most the whole `timeout` (also when nothing is known of it yet).
+pub fn hedge_delay(server: &ServerHealth, timeout: Duration) -> Duration {
+    server
+        .srtt()
+        .map_or(timeout, |srtt| (srtt * 4).max(HEDGE_MIN))
+        .min(timeout)
+}
+
+/// One ask of one server, owning what it needs so that it can run on after another answered.
+/// One server being asked, with its place in the order of asking.
+type Ask = std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Option<Vec<u8>>)> + Send>>;
+
+/// One try of one server: its reply when usable (not SERVFAIL or REFUSED, records parse);
+/// `None` moves on to the next server. The outcome goes to the server's health.
+async fn ask(
+    server: Arc<ServerHealth>,
+    plan: Plan,
+    query: Arc<[u8]>,
+    timeout: Duration,
+    sockets: Arc<upstream::SocketPool>,
+) -> Option<Vec<u8>> {
+    let request = Request::parse(&query).ok()?;
+    let route = &server.route;
+    let started = Instant::now();
+    let tcp_only = plan == Plan::TcpOnly;
+    let exchange =
+        upstream::exchange_pooled(Some(&sockets), server.addr, &request, timeout, tcp_only);
+    let reply = match exchange.await {
+        Ok(reply) => reply,
+        Err((transport, error)) => {
+            debug!(%error, server = %server.addr, %route, %transport, "upstream failed");
+            let timeout = matches!(error, upstream::UpstreamError::Timeout);
+            server.stats.failed(transport, timeout);
+            server.record(transport, &Outcome::Fail(error.to_string()), false);
+            return None;
+        }
+    };
+    let rtt = started.elapsed();
+    server.record(reply.transport, &Outcome::Pass(rtt), false);
+    server.stats.answered(reply.transport, rtt, tcp_only);
+    if reply.transport == Transport::Udp {
+        server.note_rtt(rtt);
+    }
+    let rcode = reply.info.rcode;
+    if rcode == Rcode::ServFail as u8 || rcode == Rcode::Refused as u8 {
+        debug!(rcode, server = %server.addr, %route, "upstream refused or failed");
+        return None;
+    }
+    if wire::records(&reply.bytes).is_none() {
+        debug!(server = %server.addr, %route, "malformed upstream reply");
+        return None;
+    }
+    Some(reply.bytes)
 }
 
 /// One line per route of the effective table, for the start-up log and `config show`.

@@ -91,26 +91,69 @@ impl Handler {
         client: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
-        let runtime = self.runtime.load_full();
+        match self.handle_now(query, client, transport) {
+            Step::Done(reply) => reply,
+            Step::Upstream => self.forward(query, transport).await,
+        }
+    }
+
+    /// The part of [`handle`](Self::handle) that needs no upstream: access control, parsing,
+    /// the status name, local and cached answers. A listener calls it in its receive loop and
+    /// spawns [`forward`](Self::forward) only for `Step::Upstream`.
+    pub fn handle_now(&self, query: &[u8], client: SocketAddr, transport: Transport) -> Step {
+        let runtime = self.runtime.load();
         if !runtime.allows(client.ip()) {
             self.shared.metrics.refused_acl.inc();
-            return Request::parse(query)
-                .ok()
-                .map(|r| runtime.reply(&r, Rcode::Refused));
+            return Step::Done(
+                Request::parse(query)
+                    .ok()
+                    .map(|r| runtime.reply(&r, Rcode::Refused)),
+            );
         }
         let request = match Request::parse(query) {
             Ok(request) => request,
-            Err(Rejected::Reply(reply)) => return Some(reply),
-            Err(Rejected::Drop) => return None,
+            Err(Rejected::Reply(reply)) => return Step::Done(Some(reply)),
+            Err(Rejected::Drop) => return Step::Done(None),
         };
-        let answer = if local::is_status(&request) {
+        if local::is_status(&request) {
             let lines = local::status_lines(&runtime, &self.prefixes.get());
-            local::txt_answer(&request, &lines, runtime.udp_payload())
-        } else {
-            runtime.resolve(&request, transport, &self.shared).await
-        };
-        let group = runtime.group_for(request.qname());
-        group.stats.answered(transport, &answer);
+            let answer = local::txt_answer(&request, &lines, runtime.udp_payload());
+            return Step::Done(Some(answer));
+        }
+        match runtime.resolve_now(&request, transport, &self.shared) {
+            Some(answer) => {
+                runtime
+                    .group_for(request.qname())
+                    .stats
+                    .answered(transport, &answer);
+                Step::Done(Some(answer))
+            }
+            None => Step::Upstream,
+        }
+    }
+
+    /// The answer to a query [`handle_now`](Self::handle_now) sent upstream (checked and
+    /// allowed there): fetched once for all identical queries under way, stale or SERVFAIL when
+    /// every server fails.
+    pub async fn forward(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let runtime = self.runtime.load_full();
+        let request = Request::parse(query).ok()?;
+        let answer = runtime
+            .resolve_upstream(&request, transport, &self.shared)
+            .await;
+        runtime
+            .group_for(request.qname())
+            .stats
+            .answered(transport, &answer);
         Some(answer)
     }
+}
+
+/// What [`Handler::handle_now`] made of a query.
+#[derive(Debug)]
+pub enum Step {
+    /// Answered (or to be dropped) without an upstream.
+    Done(Option<Vec<u8>>),
+    /// Needs [`Handler::forward`].
+    Upstream,
 }

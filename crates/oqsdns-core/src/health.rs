@@ -202,6 +202,8 @@ pub struct ServerHealth {
     pub stats: ServerStats,
     /// Recent changes of state and the last probe round.
     pub history: History,
+    /// Smoothed round-trip time of real queries over UDP, in microseconds; 0 before the first.
+    srtt_us: AtomicU32,
 }
 
 /// How the query path should use a server now.
@@ -239,7 +241,27 @@ impl ServerHealth {
             wake: tokio::sync::Notify::new(),
             stats: ServerStats::default(),
             history: History::default(),
+            srtt_us: AtomicU32::new(0),
         }
+    }
+
+    /// Folds the round-trip time of a real query answered over UDP into the smoothed one
+    /// (7/8 old, 1/8 new, as TCP's SRTT).
+    pub fn note_rtt(&self, rtt: Duration) {
+        let us = rtt.as_micros().clamp(1, u128::from(u32::MAX / 8)) as u32;
+        let old = self.srtt_us.load(Ordering::Relaxed);
+        let new = if old == 0 { us } else { (old / 8) * 7 + us / 8 };
+        self.srtt_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// The usual round-trip time over UDP: of real queries, else of probes; `None` before
+    /// either has answered.
+    pub fn srtt(&self) -> Option<Duration> {
+        let us = match self.srtt_us.load(Ordering::Relaxed) {
+            0 => self.udp.baseline_us.load(Ordering::Relaxed),
+            us => us,
+        };
+        (us != 0).then(|| Duration::from_micros(u64::from(us)))
     }
 
     /// The track of one transport.

@@ -234,6 +234,11 @@ pub fn answer(request: &Request<'_>, own: &Own, payload: u16) -> Option<Vec<u8>>
     }
     let mut buf = [0u8; 255];
     let n = wire::lowercase_name(request.qname(), &mut buf);
+    // Every name answered here but ANY ends in `localhost.` or `arpa.`: the others (nearly every
+    // query) leave before any string is built.
+    if request.qtype != TYPE_ANY && !matches!(last_label(&buf[..n]), b"localhost" | b"arpa") {
+        return None;
+    }
     let name = wire::display_name(&buf[..n]);
     if name == "localhost." || name.ends_with(".localhost.") {
         let records = match request.qtype {
@@ -290,9 +295,35 @@ pub fn answer(request: &Request<'_>, own: &Own, payload: u16) -> Option<Vec<u8>>
     None
 }
 
+/// The last label of a wire-format name (empty for the root or a malformed name).
+fn last_label(name: &[u8]) -> &[u8] {
+    let mut at = 0;
+    let mut last: &[u8] = &[];
+    while let Some(&len) = name.get(at) {
+        let len = usize::from(len);
+        if len == 0 || len > 63 {
+            break;
+        }
+        match name.get(at + 1..at + 1 + len) {
+            Some(label) => last = label,
+            None => break,
+        }
+        at += len + 1;
+    }
+    last
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_labels() {
+        assert_eq!(last_label(b"\x01a\x04arpa\x00"), b"arpa");
+        assert_eq!(last_label(b"\x09localhost\x00"), b"localhost");
+        assert_eq!(last_label(b"\x00"), b"");
+        assert_eq!(last_label(b"\x09local"), b"");
+    }
 
     #[test]
     fn reverse_names_to_addresses() {

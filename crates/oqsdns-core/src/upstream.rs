@@ -64,13 +64,29 @@ pub async fn exchange(
     timeout: Duration,
     tcp_only: bool,
 ) -> Result<Reply, (Transport, UpstreamError)> {
+    exchange_pooled(None, server, request, timeout, tcp_only).await
+}
+
+/// [`exchange`], its UDP socket taken from and given back to `pool`.
+pub async fn exchange_pooled(
+    pool: Option<&SocketPool>,
+    server: SocketAddr,
+    request: &Request<'_>,
+    timeout: Duration,
+    tcp_only: bool,
+) -> Result<Reply, (Transport, UpstreamError)> {
     if !tcp_only {
         let id = rand::random::<u16>();
         let query = request.upstream_query(id);
         let deadline = Instant::now() + timeout;
-        let reply = udp(server, &query, id, request.question(), deadline)
-            .await
-            .map_err(|e| (Transport::Udp, e))?;
+        let reply = match pool {
+            None => udp(server, &query, id, request.question(), deadline).await,
+            Some(pool) => {
+                pool.udp(server, &query, id, request.question(), deadline)
+                    .await
+            }
+        }
+        .map_err(|e| (Transport::Udp, e))?;
         if !reply.info.truncated {
             return Ok(reply);
         }
@@ -93,12 +109,28 @@ pub async fn udp(
     question: &[u8],
     deadline: Instant,
 ) -> Result<Reply, UpstreamError> {
+    let socket = connected(server).await?;
+    udp_on(&socket, query, id, question, deadline).await
+}
+
+/// A UDP socket on a random port chosen by the kernel, connected to `server`.
+async fn connected(server: SocketAddr) -> io::Result<UdpSocket> {
     let local: SocketAddr = match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = UdpSocket::bind(local).await?;
     socket.connect(server).await?;
+    Ok(socket)
+}
+
+async fn udp_on(
+    socket: &UdpSocket,
+    query: &[u8],
+    id: u16,
+    question: &[u8],
+    deadline: Instant,
+) -> Result<Reply, UpstreamError> {
     socket.send(query).await?;
     let mut buf = vec![0u8; wire::UPSTREAM_PAYLOAD as usize + 512];
     loop {
@@ -114,6 +146,77 @@ pub async fn udp(
                 transport: Transport::Udp,
             });
         }
+    }
+}
+
+/// Queries one pooled socket carries before it is closed, so its random port changes.
+pub const POOLED_USES: u8 = 8;
+/// Idle sockets kept per server at most.
+const POOLED_IDLE: usize = 32;
+
+/// Connected UDP sockets to upstream servers, each used by one query at a time and for at most
+/// [`POOLED_USES`] queries, so a query does not pay for a socket, a bind, a connect, two
+/// poller registrations and a close. Every socket has its own random port chosen by the
+/// kernel, and queries under way at once use different sockets; a socket whose query failed or
+/// timed out is closed, not kept. Replies are checked as on a fresh socket: the connected
+/// socket drops datagrams from any other address or port, and a datagram with another ID or
+/// question (a late reply to an earlier query) is ignored.
+#[derive(Debug, Default)]
+pub struct SocketPool {
+    idle: std::sync::Mutex<std::collections::HashMap<SocketAddr, Vec<Pooled>>>,
+}
+
+#[derive(Debug)]
+struct Pooled {
+    socket: UdpSocket,
+    uses: u8,
+}
+
+impl SocketPool {
+    /// One UDP exchange with `server` as [`udp`], on a pooled socket.
+    pub async fn udp(
+        &self,
+        server: SocketAddr,
+        query: &[u8],
+        id: u16,
+        question: &[u8],
+        deadline: Instant,
+    ) -> Result<Reply, UpstreamError> {
+        let mut pooled = match self.take(server) {
+            Some(pooled) => pooled,
+            None => Pooled {
+                socket: connected(server).await?,
+                uses: 0,
+            },
+        };
+        let reply = udp_on(&pooled.socket, query, id, question, deadline).await?;
+        pooled.uses += 1;
+        if pooled.uses < POOLED_USES {
+            self.give(server, pooled);
+        }
+        Ok(reply)
+    }
+
+    /// An idle socket of `server`, picked at random among them.
+    fn take(&self, server: SocketAddr) -> Option<Pooled> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let sockets = idle.get_mut(&server).filter(|s| !s.is_empty())?;
+        let pick = rand::random::<u32>() as usize % sockets.len();
+        Some(sockets.swap_remove(pick))
+    }
+
+    fn give(&self, server: SocketAddr, pooled: Pooled) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let sockets = idle.entry(server).or_default();
+        if sockets.len() < POOLED_IDLE {
+            sockets.push(pooled);
+        }
+    }
+
+    /// Idle sockets in the pool.
+    pub fn idle(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.values().map(Vec::len).sum()
     }
 }
 

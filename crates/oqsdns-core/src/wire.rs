@@ -265,6 +265,11 @@ impl<'a> Request<'a> {
         Ok(request)
     }
 
+    /// The whole query as received.
+    pub fn message(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// The question name in wire format, as the client wrote it.
     pub fn qname(&self) -> &'a [u8] {
         &self.bytes[HEADER_LEN..self.qname_end]

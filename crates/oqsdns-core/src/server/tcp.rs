@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::handler::Handler;
+use crate::handler::{Handler, Step};
 use crate::ratelimit::{RateLimiter, Verdict, LOG_INTERVAL};
 use crate::throttle::Throttle;
 use crate::upstream::Transport;
@@ -195,6 +195,16 @@ async fn read_queries(
         let Ok(turn) = pipeline.clone().acquire_owned().await else {
             return;
         };
+        // Local and cached answers are written from here; only upstream queries cost a task.
+        match handler.handle_now(&query, peer, Transport::Tcp) {
+            Step::Done(Some(reply)) => {
+                drop(turn);
+                let _ = tx.send(reply).await;
+                continue;
+            }
+            Step::Done(None) => continue,
+            Step::Upstream => {}
+        }
         let Some(permit) = handler.admit() else {
             if let Some(reply) = handler.refuse(&query) {
                 let _ = tx.send(reply).await;
@@ -204,7 +214,7 @@ async fn read_queries(
         let (handler, tx) = (handler.clone(), tx.clone());
         tokio::spawn(async move {
             let _held = (permit, turn);
-            if let Some(reply) = handler.handle(&query, peer, Transport::Tcp).await {
+            if let Some(reply) = handler.forward(&query, Transport::Tcp).await {
                 let _ = tx.send(reply).await;
             }
         });
