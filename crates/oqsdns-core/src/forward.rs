@@ -235,6 +235,7 @@ impl Runtime {
         let group = self.group_for(request.qname());
         if !group.split {
             if let Some(answer) = local::answer(request, &shared.own, self.udp_payload) {
+                group.stats.answered(transport, &answer);
                 return Some(answer);
             }
         }
@@ -246,8 +247,9 @@ impl Runtime {
         };
         let limit = self.limit(request, transport);
         let answer = request.answer_from(&hit.bytes, limit, self.udp_payload);
-        if answer.is_some() {
+        if let Some(answer) = &answer {
             shared.metrics.cache_hits.inc();
+            group.stats.answered(transport, answer);
         }
         answer
     }
@@ -261,8 +263,22 @@ impl Runtime {
         transport: Transport,
         shared: &Shared,
     ) -> Vec<u8> {
-        let limit = self.limit(request, transport);
         let group = self.group_for(request.qname());
+        let answer = self
+            .upstream_answer(group, request, transport, shared)
+            .await;
+        group.stats.answered(transport, &answer);
+        answer
+    }
+
+    async fn upstream_answer(
+        &self,
+        group: &Group,
+        request: &Request<'_>,
+        transport: Transport,
+        shared: &Shared,
+    ) -> Vec<u8> {
+        let limit = self.limit(request, transport);
         let key = cache::key(request);
         let found = shared
             .inflight

@@ -121,13 +121,7 @@ impl Handler {
             return Step::Done(Some(answer));
         }
         match runtime.resolve_now(&request, transport, &self.shared) {
-            Some(answer) => {
-                runtime
-                    .group_for(request.qname())
-                    .stats
-                    .answered(transport, &answer);
-                Step::Done(Some(answer))
-            }
+            Some(answer) => Step::Done(Some(answer)),
             None => Step::Upstream,
         }
     }
@@ -138,14 +132,11 @@ impl Handler {
     pub async fn forward(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
         let runtime = self.runtime.load_full();
         let request = Request::parse(query).ok()?;
-        let answer = runtime
-            .resolve_upstream(&request, transport, &self.shared)
-            .await;
-        runtime
-            .group_for(request.qname())
-            .stats
-            .answered(transport, &answer);
-        Some(answer)
+        Some(
+            runtime
+                .resolve_upstream(&request, transport, &self.shared)
+                .await,
+        )
     }
 }
 
