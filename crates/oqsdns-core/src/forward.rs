@@ -203,21 +203,6 @@ impl Runtime {
         &self.groups[self.router.lookup(qname)]
     }
 
-    /// The client's answer to `request`, received over `transport`: a local answer, a cached
-    /// one, or the name's group's, fetched once for all identical queries under way; stale when
-    /// every server fails and the route allows it, else SERVFAIL.
-    pub async fn resolve(
-        &self,
-        request: &Request<'_>,
-        transport: Transport,
-        shared: &Shared,
-    ) -> Vec<u8> {
-        match self.resolve_now(request, transport, shared) {
-            Some(answer) => answer,
-            None => self.resolve_upstream(request, transport, shared).await,
-        }
-    }
-
     fn limit(&self, request: &Request<'_>, transport: Transport) -> usize {
         match transport {
             Transport::Udp => request.udp_limit(self.udp_payload),
