@@ -1,6 +1,8 @@
-"""Turns the result files of bench/run.sh into docs/PERFORMANCE.md (printed on stdout).
+"""Turns the result files of bench/run.sh into the results section of docs/PERFORMANCE.md.
 
-usage: report.py RESULTS_DIR BINARY_SIZE STRIPPED_SIZE SECONDS CLIENTS OUTSTANDING TIMEOUT
+usage: report.py RESULTS_DIR BINARY_SIZE STRIPPED_SIZE SECONDS CLIENTS OUTSTANDING TIMEOUT [DOC]
+
+Without DOC the section is printed; with it, DOC's section between the markers is replaced.
 """
 
 import datetime
@@ -200,30 +202,19 @@ def machine(results):
     )
 
 
-def main():
-    results = Path(sys.argv[1])
-    size, stripped, seconds, clients, outstanding, timeout = sys.argv[2:8]
+BEGIN = "<!-- bench/run.sh: results begin -->"
+END = "<!-- bench/run.sh: results end -->"
+
+
+def results_section(results, size, stripped, seconds, clients, outstanding, timeout):
+    """The generated part of docs/PERFORMANCE.md: the run's tables, between the markers."""
     date_file = results / "date"
     now = (
         date_file.read_text().strip()
         if date_file.exists()
         else datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     )
-    print(
-        f"""# Performance
-
-The numbers below come from `bench/run.sh` (issue 5). It is a benchmark, not a test: nothing
-fails on a timing and `.ci/run` does not run it. Run it by hand, as root, on an otherwise idle
-machine, and commit the new file it writes here:
-
-```sh
-sudo bench/run.sh                      # builds target/release/oqsdns, about 4 minutes on 2 cores
-BENCH_SECONDS=5 sudo bench/run.sh      # shorter dnsperf runs
-```
-
-It needs Debian's `dnsperf`, `dnsmasq-base`, `unbound`, `knot`, `bind9-dnsutils`, `nftables`,
-`iproute2`, a C compiler and cargo.
-
+    return f"""{BEGIN}
 ## Results
 
 Run on {now}, on:
@@ -265,62 +256,25 @@ it answers and before dnsperf starts.
 
 `target/release/oqsdns` (release profile: LTO, one codegen unit, `panic = "abort"`, stripped):
 **{int(size):,} bytes** ({int(size) / 1024 / 1024:.2f} MiB); after `strip` again: {int(stripped):,} bytes.
-
-## How it is measured
-
-- **Network.** Three namespaces: the client (dnsperf, dig) on the lab's LAN address
-  2408:82:1234:5600::100; the program under test on 2408:82:1234:5600::1 port 53; the upstreams,
-  one knotd per server with the guide's East addresses on its loopback (NW-base 53:1 and 53:2, NGN
-  DNS a::3 and b::3) and the internet resolver 2001:db8:53::53 with the internet zones and a
-  wildcard zone `miss.example`. Zones and the knotd template are `tests/lab/`'s; the script
-  appends `whoami` records, as the lab harness does. The namespaces have no other link, and the
-  script removes them (and every process it started) on exit.
-- **Same table everywhere.** oqsdns: `area = "east"`, `[forward] default` the internet resolver
-  (probed with `www.example.com AAAA`, since a knotd refuses the default `. NS` probe). dnsmasq:
-  `server=/<domain>/<addr>` for primary and alternate of each domain, `server=` the internet
-  resolver, `no-resolv`, `no-hosts` (no `stop-dns-rebind`, so the 10.x answers pass without
-  `rebind-domain-ok`). unbound: a `forward-zone` per domain with `forward-first: no`, `.` forwarded
-  to the internet resolver, `do-not-query-localhost: no`, no `private-address`, `module-config:
-  "iterator"`, `num-threads` = `nproc`. The UDP echo server (`bench/echo.c`) answers each
-  datagram with itself, QR set, one thread batching with recvmmsg/sendmmsg: the floor.
-- **Each program and workload** gets a fresh process; they run one after another on the same
-  machine, so dnsperf, knotd and the program share its cores.
-- **queries/s, lost, average latency**: dnsperf's summary. **p99**: from dnsperf `-v`, which
-  prints every answer's latency (lost queries excluded). dnsperf prints no percentiles itself.
-- **CPU µs/query**: utime + stime (+ cutime + cstime, for dnsmasq's forked TCP children) from
-  `/proc/PID/stat` before and after the run, divided by the queries completed. All threads count.
-- **peak RSS**: `VmHWM` from `/proc/PID/status` at the end of the run (dnsmasq's TCP children not
-  included).
-- **Workloads**: *cached*: the guide's five step-7 names (A and AAAA where they have them) and
-  three internet names, repeated; *cache miss*: `m<n>.miss.example A`, each name once; *TCP*: the
-  cached names over TCP (`-m tcp`, {clients} connections, and again with 100 connections; oqsdns
-  allows 128 connections per client address for it); *failover*: as above.
-
-## Reading the numbers
-
-- The machine runs dnsperf, knotd and the program under test on the same cores, so a program
-  that uses both cores takes them from dnsperf and knotd. Runs vary by about ±15 % from one
-  invocation to the next: read ratios, not the third digit.
-- The UDP echo server's queries/s is close to what this dnsperf can send here: it is the floor of
-  the client and the kernel's veth path, not of a DNS server.
-- dnsperf keeps at most `-q` queries in flight. When the primary is cut, the queries in flight to
-  it wait until the program asks another server, and dnsperf sends nothing new meanwhile: the
-  failover run's `max ms` is that stall (oqsdns asks the alternate too once the primary has not
-  answered within 4 × its usual round-trip time, at least 100 ms; unbound waits its timeout).
-  dnsmasq, which re-sends a query upstream only when its client re-sends it, loses them instead.
-- In the failover timing, dnsmasq and unbound treat the two NW-base servers as a pool (dnsmasq
-  keeps the server that answered last and re-tests all of them now and then; unbound picks by
-  measured round-trip time), so "before the cut, answered by" can already be the alternate.
-
-## Not measured
-
-- Percentiles other than p99 (dnsperf prints none; p99 is computed from `-v`), and latency of
-  lost queries.
-- Memory of dnsmasq's forked TCP children; knotd's CPU (the same for every program, but it
-  shares the cores).
-- Anything over IPv4 or with EDNS (dnsperf sends plain queries, no OPT record).
+{END}
 """
-    )
+
+
+def main():
+    """Prints the results section; with a file as the 8th argument, replaces that file's section
+    between the markers instead, so the hand-written text around it stays."""
+    results = Path(sys.argv[1])
+    section = results_section(results, *sys.argv[2:8])
+    if len(sys.argv) < 9:
+        print(section, end="")
+        return
+    doc = Path(sys.argv[8])
+    text = doc.read_text()
+    if BEGIN not in text or END not in text:
+        sys.exit(f"report.py: {doc} lacks the markers {BEGIN} / {END}")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    doc.write_text(head + section.rstrip("\n") + tail)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
 #
 #   sudo bench/run.sh                 # about 4 minutes on 2 cores
 #   BENCH_SECONDS=5 sudo bench/run.sh # shorter dnsperf runs
+#   BENCH_PROGRAMS="oqsdns dnsmasq" BENCH_WORKLOADS="cached miss" BENCH_PERF=1 sudo bench/run.sh
+#                                     # a part of it, with a perf profile of oqsdns per run; a part
+#                                     # prints its tables and leaves docs/PERFORMANCE.md alone
 #
 # Needs root and Debian's dnsperf, dnsmasq-base, unbound, knot, bind9-dnsutils, nftables, iproute2,
 # a C compiler and cargo. Every packet stays on loopback or inside the namespaces: the upstream
@@ -21,8 +24,17 @@ DNSPERF_CLIENTS=4              # sockets (UDP) or connections (TCP)
 DNSPERF_OUTSTANDING=100        # queries in flight at once
 PROGRAMS=${BENCH_PROGRAMS:-"oqsdns dnsmasq unbound"}
 FAILOVER_TRIALS=${BENCH_FAILOVER_TRIALS:-3}  # dnsmasq and unbound pick a server by speed: repeat
+ALL_WORKLOADS="cached miss tcp tcp100 failover failtime"
+WORKLOADS=${BENCH_WORKLOADS:-$ALL_WORKLOADS}
+# The whole benchmark writes docs/PERFORMANCE.md; a part of it (fewer programs or workloads) only
+# prints its tables and keeps its scratch directory.
+FULL=
+[ "$PROGRAMS" = "oqsdns dnsmasq unbound" ] && [ "$WORKLOADS" = "$ALL_WORKLOADS" ] && FULL=1
+[ -n "$FULL" ] || BENCH_KEEP=1
 
-for tool in ip knotd dig nft dnsperf dnsmasq unbound cc cargo python3; do
+tools="ip knotd dig nft dnsperf dnsmasq unbound cc cargo python3"
+[ -n "${BENCH_PERF:-}" ] && tools+=" perf"
+for tool in $tools; do
   command -v "$tool" >/dev/null || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null ||
     { echo "bench: $tool not found (apt-get install dnsperf dnsmasq-base unbound knot bind9-dnsutils nftables iproute2)" >&2; exit 1; }
 done
@@ -68,9 +80,16 @@ log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 # --- build ----------------------------------------------------------------------------------------
-log "cargo build --release"
-cargo build --release --quiet -p oqsdns
-OQSDNS="$ROOT/target/release/oqsdns"
+if [ -n "${BENCH_PERF:-}" ]; then
+  # The release build with symbols for perf (Cargo.toml's profile `profiling`).
+  log "cargo build --profile profiling"
+  cargo build --profile profiling --quiet -p oqsdns
+  OQSDNS="$ROOT/target/profiling/oqsdns"
+else
+  log "cargo build --release"
+  cargo build --release --quiet -p oqsdns
+  OQSDNS="$ROOT/target/release/oqsdns"
+fi
 cc -O2 -Wall -Wextra -o "$SCRATCH/echo" bench/echo.c
 
 # --- network: client ──lan── server ──wan── upstream (every server address on its loopback) -------
@@ -299,8 +318,25 @@ run_dnsperf() {
     ( sleep "$(awk "BEGIN { print $SECONDS_PER_RUN * 0.3 }")"; cut_primary; echo "$EPOCHREALTIME" >"$out.cut" ) &
     local cutter=$!
   fi
+  local perf=
+  if [ -n "${BENCH_PERF:-}" ] && [ "$prog" != dnsmasq ] && [ "$prog" != unbound ]; then
+    # A profile, and the system calls counted (how many datagrams each batch carried).
+    perf record -q -g -o "$out.perf.data" -p "$SERVER_PID" 2>>"$out.stderr" &
+    perf=$!
+    perf stat -x, -o "$out.syscalls" -e syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg \
+      -e syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait \
+      -p "$SERVER_PID" 2>>"$out.stderr" &
+    perf+=" $!"
+  fi
   in_ns "$NS_C" dnsperf -s "$SERVER" -l "$SECONDS_PER_RUN" -t "$DNSPERF_TIMEOUT" \
     -c "$DNSPERF_CLIENTS" -q "$DNSPERF_OUTSTANDING" -v "$@" >"$out.dnsperf" 2>"$out.stderr" || true
+  if [ -n "$perf" ]; then
+    # shellcheck disable=SC2086
+    kill -INT $perf; wait $perf || true
+    perf report -i "$out.perf.data" --stdio --no-children --sort dso,sym --percent-limit 0.5 \
+      >"$out.perf.txt" 2>/dev/null || true
+    log "profile: $out.perf.txt"
+  fi
   [ "$workload" = failover ] && { wait "$cutter"; restore_primary; }
   sleep 0.5   # let dnsmasq reap its TCP children into cutime/cstime
   after=$(cpu_ticks "$SERVER_PID")
@@ -343,22 +379,27 @@ wait_jobs_but_server() {
 }
 
 # --- the runs ---------------------------------------------------------------------------------------
+wants() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 for prog in $PROGRAMS; do
-  run_dnsperf "$prog" cached -d "$Q/cached" -n 30000
-  run_dnsperf "$prog" miss -d "$Q/miss" -n 1
-  run_dnsperf "$prog" tcp -m tcp -d "$Q/cached" -n 30000
-  run_dnsperf "$prog" tcp100 -m tcp -c 100 -d "$Q/cached" -n 30000
-  run_dnsperf "$prog" failover -d "$Q/failover" -n 1
-  for trial in $(seq "$FAILOVER_TRIALS"); do measure_failover "$prog" "$trial"; done
+  wants cached && run_dnsperf "$prog" cached -d "$Q/cached" -n 30000
+  wants miss && run_dnsperf "$prog" miss -d "$Q/miss" -n 1
+  wants tcp && run_dnsperf "$prog" tcp -m tcp -d "$Q/cached" -n 30000
+  wants tcp100 && run_dnsperf "$prog" tcp100 -m tcp -c 100 -d "$Q/cached" -n 30000
+  wants failover && run_dnsperf "$prog" failover -d "$Q/failover" -n 1
+  if wants failtime; then
+    for trial in $(seq "$FAILOVER_TRIALS"); do measure_failover "$prog" "$trial"; done
+  fi
 done
-run_dnsperf echo cached -d "$Q/cached" -n 30000
+wants cached && run_dnsperf echo cached -d "$Q/cached" -n 30000
 
 # --- the report ------------------------------------------------------------------------------------
 size=$(stat -c %s "$OQSDNS")
 cp "$OQSDNS" "$SCRATCH/oqsdns.stripped" && strip "$SCRATCH/oqsdns.stripped" 2>/dev/null || true
 stripped=$(stat -c %s "$SCRATCH/oqsdns.stripped")
-python3 bench/report.py "$RESULTS" "$size" "$stripped" "$SECONDS_PER_RUN" \
-  "$DNSPERF_CLIENTS" "$DNSPERF_OUTSTANDING" "$DNSPERF_TIMEOUT" >"$SCRATCH/PERFORMANCE.md"
-cp "$SCRATCH/PERFORMANCE.md" docs/PERFORMANCE.md
-log "wrote docs/PERFORMANCE.md"
-sed -n '/^## Results/,/^## How/p' docs/PERFORMANCE.md
+report=(python3 bench/report.py "$RESULTS" "$size" "$stripped" "$SECONDS_PER_RUN"
+  "$DNSPERF_CLIENTS" "$DNSPERF_OUTSTANDING" "$DNSPERF_TIMEOUT")
+"${report[@]}"
+if [ -n "$FULL" ]; then
+  "${report[@]}" docs/PERFORMANCE.md
+  log "wrote the results section of docs/PERFORMANCE.md"
+fi
