@@ -1,5 +1,6 @@
 //! Test support for oqsdns: fake upstream servers, a DNS client, the in-process daemon, and the
 //! end-to-end lab in network namespaces.
+#![forbid(unsafe_code)]
 
 pub mod client;
 pub mod daemon;

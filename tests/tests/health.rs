@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 use oqsdns_config::{Config, RouteConfig, ServerAddr};
-use oqsdns_core::health::{ServerHealth, State};
+use oqsdns_core::health::{Plan, ServerHealth, State};
 use oqsdns_tests::client::{self, query, txt_of};
 use oqsdns_tests::daemon::{config_with_default, Daemon};
 use oqsdns_tests::upstream::{self as fake, Action, FakeUpstream, Via};
@@ -123,19 +123,26 @@ async fn real_query_failures_mark_a_primary_down_before_the_next_probe() {
         let daemon = Daemon::start(config).await;
         let health = daemon.health("nw-base", 0);
         until(&health, |s| s.state() == State::Up).await; // the first probe round passed
+        let asked = primary.total();
         dead.store(true, Ordering::Relaxed);
-        for _ in 0..2 {
-            let answer = client::udp(
-                daemon.addr(),
-                &query("www.lineauth.mnw", RecordType::TXT, None),
-            )
-            .await;
+        // Two questions at once, both asked of the primary first (once it has lost a race it
+        // is asked last, so questions one after another would reach it only once).
+        let (a, b) = (
+            query("a.lineauth.mnw", RecordType::TXT, None),
+            query("b.lineauth.mnw", RecordType::TXT, None),
+        );
+        let answers = tokio::join!(
+            client::udp(daemon.addr(), &a),
+            client::udp(daemon.addr(), &b)
+        );
+        for answer in [answers.0, answers.1] {
             assert_eq!(
                 txt_of(&answer),
                 ["alternate"],
                 "failover while the primary is still up"
             );
         }
+        assert_eq!(primary.total(), asked + 2, "both were asked of the primary");
         // The alternate answered each after the hedge delay; the primary's asks ran on to their
         // timeout in the background, and their failures (fall = 2) mark it down.
         until(&health, |s| s.udp.is_down()).await;
@@ -261,24 +268,32 @@ async fn a_primary_that_goes_silent_is_raced_instead_of_waited_for() {
         // Cut off: its usual round-trip time is well under 25 ms, so after 100 ms the alternate
         // is asked too, long before the primary's 3 s timeout.
         dead.store(true, Ordering::Relaxed);
-        for _ in 0..2 {
-            let started = Instant::now();
-            assert_eq!(txt_of(&ask().await), ["alternate"]);
-            assert!(
-                started.elapsed() < Duration::from_millis(1500),
-                "waited {:?} (the timeout is 3 s)",
-                started.elapsed()
-            );
-        }
-        // The primary's two asks time out in the background and mark it down (fall = 2) ...
-        until(&health, |s| s.udp.is_down()).await;
-        // ... after which it is not asked at all.
         let asked = primary.total();
+        let started = Instant::now();
         assert_eq!(txt_of(&ask().await), ["alternate"]);
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "waited {:?} (the timeout is 3 s)",
+            started.elapsed()
+        );
+        assert_eq!(primary.total(), asked + 1, "the primary was asked first");
+        // It lost that race: from now on the alternate is asked first and answers alone, before
+        // the primary's timeout has marked it down.
+        assert_eq!(health.plan(), Plan::Last);
+        assert!(!health.udp.is_down());
+        let answered = alternate.total();
+        for _ in 0..3 {
+            assert_eq!(txt_of(&ask().await), ["alternate"]);
+        }
+        assert_eq!(
+            alternate.total(),
+            answered + 3,
+            "each asked upstream, not cached"
+        );
         assert_eq!(
             primary.total(),
-            asked,
-            "a primary known to be down is not raced"
+            asked + 1,
+            "a primary that lost a race is not asked while the alternate answers"
         );
     })
     .await;

@@ -3,6 +3,7 @@
 //! [`Config::from_toml`] parses and validates a string; [`Config::load`] reads a file and names it
 //! in every error. Syntax and value errors keep the TOML parser's line and column. No I/O beyond
 //! reading the file happens here: `"system"` and `"local"` are resolved by the daemon.
+#![forbid(unsafe_code)]
 
 mod preset;
 mod values;

@@ -3,9 +3,10 @@
 //! live for the SOA minimum (RFC 2308); expired answers are kept for serve-stale (RFC 8767).
 //! Bounded by a number of entries; when full, the entry expiring soonest among a sample goes.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
+
+use hashbrown::HashTable;
 use std::time::{Duration, Instant};
 
 use crate::wire::{self, Rcode, Request, Section};
@@ -52,8 +53,13 @@ pub struct Limits {
     pub keep_stale: Duration,
 }
 
+/// One answer. Boxed in the table, so that the table, sized for twice the bound, costs 8 bytes a
+/// slot rather than the entry's size.
 #[derive(Debug)]
 struct Entry {
+    key: Key,
+    /// The key's hash, kept for the table's rehashing.
+    hash: u64,
     bytes: Box<[u8]>,
     /// Where the TTL of every record but OPT sits, found once at insert so a hit does not walk
     /// the records again.
@@ -70,6 +76,8 @@ impl Entry {
     }
 }
 
+type Shard = HashTable<Box<Entry>>;
+
 /// A cached answer, ready to be turned into a client's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {
@@ -82,7 +90,7 @@ pub struct Hit {
 /// The answer cache.
 #[derive(Debug)]
 pub struct Cache {
-    shards: Vec<Mutex<HashMap<Key, Entry>>>,
+    shards: Vec<Mutex<Shard>>,
     hasher: RandomState,
     per_shard: usize,
     limits: Limits,
@@ -97,7 +105,7 @@ impl Cache {
         // under a flood of unique names. Untouched pages of the table cost no memory.
         let room = if per_shard == 0 { 0 } else { 2 * per_shard + 2 };
         let shards = (0..SHARDS)
-            .map(|_| Mutex::new(HashMap::with_capacity(room)))
+            .map(|_| Mutex::new(HashTable::with_capacity(room)))
             .collect();
         Self {
             shards,
@@ -112,9 +120,13 @@ impl Cache {
         self.limits.entries > 0
     }
 
-    fn shard(&self, key: &[u8]) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
-        let index = self.hasher.hash_one(key) as usize % SHARDS;
-        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+    /// The hash of `key` and the locked shard it belongs to (chosen by the hash's upper half;
+    /// the table uses the lower bits and the top seven).
+    fn shard(&self, key: &[u8]) -> (u64, MutexGuard<'_, Shard>) {
+        let hash = self.hasher.hash_one(key);
+        let index = (hash >> 32) as usize % SHARDS;
+        let shard = self.shards[index].lock().unwrap_or_else(|e| e.into_inner());
+        (hash, shard)
     }
 
     /// How many entries the cache holds.
@@ -150,8 +162,10 @@ impl Cache {
         if !self.enabled() {
             return None;
         }
-        let shard = self.shard(key);
-        let entry = shard.get(key).filter(|e| e.route == route)?;
+        let (hash, shard) = self.shard(key);
+        let entry = shard
+            .find(hash, |e| *e.key == *key)
+            .filter(|e| e.route == route)?;
         let expires = entry.expires();
         let stale = now >= expires;
         if stale && now >= expires + stale_for {
@@ -196,18 +210,25 @@ impl Cache {
             .filter(|r| r.rtype != wire::TYPE_OPT)
             .filter_map(|r| u16::try_from(r.ttl_at).ok())
             .collect();
-        let entry = Entry {
+        let (hash, mut shard) = self.shard(&key);
+        let entry = Box::new(Entry {
+            key,
+            hash,
             bytes: reply.into(),
             ttls,
             stored: now,
             lifetime,
             route,
-        };
-        let mut shard = self.shard(&key);
-        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
-            self.evict(&mut shard, now);
+        });
+        match shard.find_entry(hash, |e| e.key == entry.key) {
+            Ok(mut old) => *old.get_mut() = entry,
+            Err(_) => {
+                if shard.len() >= self.per_shard {
+                    self.evict(&mut shard, now);
+                }
+                shard.insert_unique(hash, entry, |e| e.hash);
+            }
         }
-        shard.insert(key, entry);
     }
 
     /// How long a reply may be served fresh, or `None` if it must not be cached.
@@ -241,12 +262,12 @@ impl Cache {
 
     /// Makes room: drops expired-and-unservable entries among a sample, else the one expiring
     /// soonest.
-    fn evict(&self, shard: &mut HashMap<Key, Entry>, now: Instant) {
+    fn evict(&self, shard: &mut Shard, now: Instant) {
         let keep_stale = self.limits.keep_stale;
         let victim = shard
             .iter()
             .take(EVICTION_SAMPLE)
-            .min_by_key(|(_, e)| {
+            .min_by_key(|e| {
                 e.expires()
                     + if e.expires() + keep_stale <= now {
                         Duration::ZERO
@@ -254,9 +275,11 @@ impl Cache {
                         keep_stale
                     }
             })
-            .map(|(k, _)| k.clone());
-        if let Some(victim) = victim {
-            shard.remove(&victim);
+            .map(|e| (e.hash, std::ptr::from_ref::<Entry>(e)));
+        if let Some((hash, victim)) = victim {
+            if let Ok(found) = shard.find_entry(hash, |e| std::ptr::eq(&**e, victim)) {
+                found.remove();
+            }
         }
     }
 }

@@ -318,7 +318,8 @@ impl Runtime {
         }
         let mut order = order.into_iter().peekable();
         let query: Arc<[u8]> = request.message().into();
-        let mut running: Vec<Ask> = Vec::with_capacity(2);
+        // Each server being asked, with its place in the order of asking.
+        let mut running: Vec<(Arc<ServerHealth>, usize, Ask)> = Vec::with_capacity(2);
         let mut hedge_at = None;
         let mut asked_so_far = 0;
         loop {
@@ -332,15 +333,15 @@ impl Runtime {
                 };
                 let delay = hedge_delay(&server, self.timeout);
                 let sockets = shared.sockets.clone();
-                let asked = ask(server, plan, query.clone(), self.timeout, sockets);
+                let asked = ask(server.clone(), plan, query.clone(), self.timeout, sockets);
                 let place = asked_so_far;
                 asked_so_far += 1;
-                running.push(Box::pin(async move { (place, asked.await) }));
+                running.push((server, place, Box::pin(async move { (place, asked.await) })));
                 // With no server left to ask, nothing to race: no timer.
                 hedge_at = order.peek().map(|_| Instant::now() + delay);
             }
             let any = std::future::poll_fn(|cx| {
-                for (i, ask) in running.iter_mut().enumerate() {
+                for (i, (_, _, ask)) in running.iter_mut().enumerate() {
                     if let std::task::Poll::Ready(reply) = ask.as_mut().poll(cx) {
                         return std::task::Poll::Ready((i, reply));
                     }
@@ -365,7 +366,11 @@ impl Runtime {
                 }
                 continue;
             };
-            for slower in running {
+            for (server, asked_at, slower) in running {
+                // Asked before the winner and still silent: it lost a race.
+                if asked_at < place {
+                    server.overtaken();
+                }
                 tokio::spawn(slower);
             }
             if place > 0 {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -204,6 +204,11 @@ pub struct ServerHealth {
     pub history: History,
     /// Smoothed round-trip time of real queries over UDP, in microseconds; 0 before the first.
     srtt_us: AtomicU32,
+    /// Another server answered a query first while this one, asked before it, had not answered
+    /// within its hedge delay; until this one answers again (a query or a probe) it is asked
+    /// last. A server that has just died stops delaying queries at the first race it loses,
+    /// without waiting for its timeouts to mark it down.
+    overtaken: AtomicBool,
 }
 
 /// How the query path should use a server now.
@@ -242,6 +247,15 @@ impl ServerHealth {
             stats: ServerStats::default(),
             history: History::default(),
             srtt_us: AtomicU32::new(0),
+            overtaken: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes that another server answered a query first while this one, asked before it, had
+    /// not answered within its hedge delay: it is asked last until it answers again.
+    pub fn overtaken(&self) {
+        if !self.overtaken.load(Ordering::Relaxed) {
+            self.overtaken.store(true, Ordering::Relaxed);
         }
     }
 
@@ -276,6 +290,9 @@ impl ServerHealth {
     /// passed; UDP failures of real queries alone say nothing of TCP, so such a server goes last
     /// until the next probe round tells.
     pub fn plan(&self) -> Plan {
+        if self.overtaken.load(Ordering::Relaxed) {
+            return Plan::Last;
+        }
         match (self.udp.is_down(), self.tcp.is_down()) {
             (false, _) => Plan::Udp,
             (true, false) if self.udp.probed_down.load(Ordering::Relaxed) => Plan::TcpOnly,
@@ -302,8 +319,12 @@ impl ServerHealth {
 
     /// Records an outcome of one transport, logging a change of state once.
     pub fn record(&self, transport: Transport, outcome: &Outcome, probe: bool) {
-        if !probe && matches!(outcome, Outcome::Fail(_)) {
-            self.wake.notify_one();
+        match outcome {
+            Outcome::Fail(_) if !probe => self.wake.notify_one(),
+            Outcome::Pass(_) if self.overtaken.load(Ordering::Relaxed) => {
+                self.overtaken.store(false, Ordering::Relaxed);
+            }
+            _ => {}
         }
         if probe {
             let counts = match outcome {

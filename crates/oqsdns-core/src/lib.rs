@@ -1,5 +1,5 @@
 //! The oqsdns query path: access control, routing, upstream transport, forwarding, listeners.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // allowed only in server/udp/mmsg.rs (sendmmsg)
 
 pub mod acl;
 pub mod cache;

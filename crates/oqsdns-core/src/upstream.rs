@@ -132,21 +132,36 @@ async fn udp_on(
     deadline: Instant,
 ) -> Result<Reply, UpstreamError> {
     socket.send(query).await?;
-    let mut buf = vec![0u8; wire::UPSTREAM_PAYLOAD as usize + 512];
     loop {
-        let len = match timeout_at(deadline, socket.recv(&mut buf)).await {
+        match timeout_at(deadline, socket.readable()).await {
             Err(_) => return Err(UpstreamError::Timeout),
-            Ok(result) => result?,
-        };
-        if let Ok(info) = wire::check_reply(&buf[..len], id, question) {
-            buf.truncate(len);
-            return Ok(Reply {
-                bytes: buf,
-                info,
-                transport: Transport::Udp,
-            });
+            Ok(ready) => ready?,
+        }
+        if let Some(reply) = read_reply(socket, id, question)? {
+            return Ok(reply);
         }
     }
+}
+
+/// Reads one datagram from `socket` if there is one: the reply if it answers `id` and
+/// `question`, else `None` (a late reply to an earlier query, or nothing to read). The buffer is
+/// on the stack and only the reply's bytes are kept, so a query waiting for a silent server
+/// holds none: hundreds wait at once when a server dies under load.
+fn read_reply(socket: &UdpSocket, id: u16, question: &[u8]) -> io::Result<Option<Reply>> {
+    let mut buf = [0u8; wire::UPSTREAM_PAYLOAD as usize + 512];
+    let len = match socket.try_recv(&mut buf) {
+        Ok(len) => len,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let bytes = &buf[..len];
+    Ok(wire::check_reply(bytes, id, question)
+        .ok()
+        .map(|info| Reply {
+            bytes: bytes.to_vec(),
+            info,
+            transport: Transport::Udp,
+        }))
 }
 
 /// Queries one pooled socket carries before it is closed, so its random port changes.

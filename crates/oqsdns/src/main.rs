@@ -1,4 +1,5 @@
 //! The `oqsdns` command: parse the command line, load the configuration, call the library.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

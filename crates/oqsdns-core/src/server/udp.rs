@@ -2,15 +2,14 @@
 //! socket on a host with several addresses (IP_PKTINFO / IPV6_RECVPKTINFO): clients drop replies
 //! from any other source.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 
 use nix::libc;
 use nix::sys::socket::{
-    self, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders,
-    SockaddrIn, SockaddrIn6, SockaddrStorage,
+    self, setsockopt, sockopt, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage,
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -21,6 +20,10 @@ use tracing::debug;
 use crate::handler::{Handler, Step};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::upstream::Transport;
+
+mod mmsg;
+
+use mmsg::Reply;
 
 /// Where a datagram came from and which local address it was sent to.
 #[derive(Debug, Clone, Copy)]
@@ -36,17 +39,15 @@ enum Local {
     Unknown,
 }
 
-/// Datagrams received with one system call at most.
-const BATCH: usize = 16;
+/// Datagrams received with one system call at most, and replies sent with one.
+const BATCH: usize = mmsg::BATCH;
 /// The largest query read; a longer datagram (no real client sends one) is dropped.
 const QUERY_MAX: usize = 4096;
 
 /// Serves queries arriving on `socket` until `shutdown`; then waits for the queries under way.
 /// Every datagram counts against its sender's budget in `limiter` before it is admitted.
 /// Datagrams are read in batches (recvmmsg); refusals, local and cached answers are made and sent
-/// in this loop; only a query that goes upstream costs a task. (Replies go one sendmsg each:
-/// nix's sendmmsg reports how many were sent only through an iterator that reads addresses it
-/// never wrote.)
+/// in this loop and sent together (sendmmsg); only a query that goes upstream costs a task.
 pub async fn serve_udp(
     socket: UdpSocket,
     handler: Arc<Handler>,
@@ -64,6 +65,7 @@ pub async fn serve_udp(
     let socket = Arc::new(socket);
     let tasks = TaskTracker::new();
     let mut rx = RecvBatch::new();
+    let mut replies: Vec<Reply> = Vec::with_capacity(BATCH);
     // One waiter for the whole loop, not one registered and dropped per batch.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
@@ -83,39 +85,37 @@ pub async fn serve_udp(
             let Some((query, origin)) = rx.get(i) else {
                 continue;
             };
+            let reply = |bytes| Reply { bytes, origin };
             match limiter.check(origin.client.ip()) {
                 Verdict::Admit => {}
                 Verdict::Refuse => {
-                    if let Some(reply) = handler.refuse(query) {
-                        reply_to(&socket, &reply, origin).await;
-                    }
+                    replies.extend(handler.refuse(query).map(reply));
                     continue;
                 }
                 Verdict::Drop => continue,
             }
             match handler.handle_now(query, origin.client, Transport::Udp) {
-                Step::Done(Some(reply)) => {
-                    reply_to(&socket, &reply, origin).await;
+                Step::Done(answer) => {
+                    replies.extend(answer.map(reply));
                     continue;
                 }
-                Step::Done(None) => continue,
                 Step::Upstream => {}
             }
             let Some(permit) = handler.admit() else {
-                if let Some(reply) = handler.refuse(query) {
-                    reply_to(&socket, &reply, origin).await;
-                }
+                replies.extend(handler.refuse(query).map(reply));
                 continue;
             };
             let query = query.to_vec();
             let (socket, handler) = (socket.clone(), handler.clone());
             tasks.spawn(async move {
                 let _permit = permit;
-                if let Some(reply) = handler.forward(&query, Transport::Udp).await {
-                    reply_to(&socket, &reply, origin).await;
+                if let Some(bytes) = handler.forward(&query, Transport::Udp).await {
+                    send_all(&socket, &[Reply { bytes, origin }]).await;
                 }
             });
         }
+        send_all(&socket, &replies).await;
+        replies.clear();
     }
     tasks.close();
     tasks.wait().await;
@@ -137,49 +137,70 @@ impl RecvBatch {
     }
 
     /// Waits for datagrams and reads up to [`BATCH`] of them; how many were read.
+    ///
+    /// A read that found fewer than a batch emptied the socket's queue: it also clears the
+    /// socket's readiness, as a read that found nothing would, so that the next call waits for
+    /// epoll instead of spending a system call to learn that nothing came. (Safe against a
+    /// datagram arriving meanwhile: it raises a new edge, and tokio clears only the readiness
+    /// of the event the read was made for.)
     async fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        let Self { bufs, got } = self;
-        socket
-            .async_io(Interest::READABLE, || {
-                let cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo);
-                let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(cmsg));
-                let mut chunks = bufs.chunks_mut(QUERY_MAX);
-                let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-                    std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-                let results = socket::recvmmsg(
-                    socket.as_raw_fd(),
-                    &mut headers,
-                    iovs.iter_mut(),
-                    MsgFlags::MSG_DONTWAIT,
-                    None,
-                )?;
-                let mut count = 0;
-                for (slot, msg) in got.iter_mut().zip(results) {
-                    count += 1;
-                    *slot = (msg.bytes, None);
-                    if msg.flags.contains(MsgFlags::MSG_TRUNC) {
-                        continue; // longer than any real query: dropped
-                    }
-                    let Some(client) = msg.address.and_then(to_socket_addr) else {
-                        continue;
-                    };
-                    let mut local = Local::Unknown;
-                    for c in msg.cmsgs().into_iter().flatten() {
-                        match c {
-                            ControlMessageOwned::Ipv4PacketInfo(info) => {
-                                local = Local::V4(info.ipi_addr)
-                            }
-                            ControlMessageOwned::Ipv6PacketInfo(info) => {
-                                local = Local::V6(info.ipi6_addr, info.ipi6_ifindex)
-                            }
-                            _ => {}
-                        }
-                    }
-                    slot.1 = Some(Origin { client, local });
+        loop {
+            socket.readable().await?;
+            let mut count = 0;
+            let read = socket.try_io(Interest::READABLE, || {
+                count = self.read(socket)?;
+                if count < BATCH {
+                    return Err(io::ErrorKind::WouldBlock.into());
                 }
-                Ok(count)
-            })
-            .await
+                Ok(())
+            });
+            match read {
+                Ok(()) => return Ok(count),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && count > 0 => return Ok(count),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One recvmmsg without waiting: how many datagrams it read.
+    fn read(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        let Self { bufs, got } = self;
+        let cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo);
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(cmsg));
+        let mut chunks = bufs.chunks_mut(QUERY_MAX);
+        let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+            std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+        let results = socket::recvmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )?;
+        let mut count = 0;
+        for (slot, msg) in got.iter_mut().zip(results) {
+            count += 1;
+            *slot = (msg.bytes, None);
+            if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+                continue; // longer than any real query: dropped
+            }
+            let Some(client) = msg.address.and_then(to_socket_addr) else {
+                continue;
+            };
+            let mut local = Local::Unknown;
+            for c in msg.cmsgs().into_iter().flatten() {
+                match c {
+                    ControlMessageOwned::Ipv4PacketInfo(info) => local = Local::V4(info.ipi_addr),
+                    ControlMessageOwned::Ipv6PacketInfo(info) => {
+                        local = Local::V6(info.ipi6_addr, info.ipi6_ifindex)
+                    }
+                    _ => {}
+                }
+            }
+            slot.1 = Some(Origin { client, local });
+        }
+        Ok(count)
     }
 
     /// Datagram `i` of the last read and where it came from; `None` for one to drop.
@@ -199,9 +220,22 @@ fn enable_pktinfo(socket: &UdpSocket) -> io::Result<()> {
     Ok(())
 }
 
-async fn reply_to(socket: &UdpSocket, reply: &[u8], origin: Origin) {
-    if let Err(error) = send(socket, reply, origin).await {
-        debug!(%error, client = %origin.client, "UDP send failed");
+/// Sends `replies`, a batch at a time. A reply the kernel refuses (say, to an unreachable
+/// client) is logged and skipped; the others still go.
+async fn send_all(socket: &UdpSocket, replies: &[Reply]) {
+    let mut sent = 0;
+    while sent < replies.len() {
+        let rest = &replies[sent..];
+        match socket
+            .async_io(Interest::WRITABLE, || mmsg::send(socket.as_fd(), rest))
+            .await
+        {
+            Ok(n) => sent += n.max(1),
+            Err(error) => {
+                debug!(%error, client = %rest[0].origin.client, "UDP send failed");
+                sent += 1;
+            }
+        }
     }
 }
 
@@ -210,40 +244,4 @@ fn to_socket_addr(addr: SockaddrStorage) -> Option<SocketAddr> {
         return Some(SocketAddr::from(*v4));
     }
     addr.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
-}
-
-async fn send(socket: &UdpSocket, reply: &[u8], origin: Origin) -> io::Result<usize> {
-    socket
-        .async_io(Interest::WRITABLE, || {
-            let iov = [IoSlice::new(reply)];
-            let fd = socket.as_raw_fd();
-            let flags = MsgFlags::empty();
-            let sent = match (origin.client, origin.local) {
-                (SocketAddr::V4(client), Local::V4(addr)) => {
-                    let info = libc::in_pktinfo {
-                        ipi_ifindex: 0,
-                        ipi_spec_dst: addr,
-                        ipi_addr: libc::in_addr { s_addr: 0 },
-                    };
-                    let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
-                    socket::sendmsg(fd, &iov, &cmsg, flags, Some(&SockaddrIn::from(client)))
-                }
-                (SocketAddr::V6(client), Local::V6(addr, ifindex)) => {
-                    let info = libc::in6_pktinfo {
-                        ipi6_addr: addr,
-                        ipi6_ifindex: ifindex,
-                    };
-                    let cmsg = [ControlMessage::Ipv6PacketInfo(&info)];
-                    socket::sendmsg(fd, &iov, &cmsg, flags, Some(&SockaddrIn6::from(client)))
-                }
-                (SocketAddr::V4(client), _) => {
-                    socket::sendmsg(fd, &iov, &[], flags, Some(&SockaddrIn::from(client)))
-                }
-                (SocketAddr::V6(client), _) => {
-                    socket::sendmsg(fd, &iov, &[], flags, Some(&SockaddrIn6::from(client)))
-                }
-            };
-            sent.map_err(io::Error::from)
-        })
-        .await
 }
