@@ -216,6 +216,7 @@ impl Runtime {
         request: &Request<'_>,
         transport: Transport,
         shared: &Shared,
+        now: Instant,
     ) -> Option<Vec<u8>> {
         let group = self.group_for(request.qname());
         if !group.split {
@@ -226,7 +227,7 @@ impl Runtime {
         }
         let mut key = [0u8; cache::KEY_MAX];
         let key = cache::key_in(request, &mut key);
-        let Some(hit) = shared.cache.get(key, group.fingerprint, Instant::now()) else {
+        let Some(hit) = shared.cache.get(key, group.fingerprint, now) else {
             shared.metrics.cache_misses.inc();
             return None;
         };

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -91,7 +92,7 @@ impl Handler {
         client: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
-        match self.handle_now(query, client, transport) {
+        match self.handle_now(query, client, transport, Instant::now()) {
             Step::Done(reply) => reply,
             Step::Upstream => self.forward(query, transport).await,
         }
@@ -100,7 +101,14 @@ impl Handler {
     /// The part of [`handle`](Self::handle) that needs no upstream: access control, parsing,
     /// the status name, local and cached answers. A listener calls it in its receive loop and
     /// spawns [`forward`](Self::forward) only for `Step::Upstream`.
-    pub fn handle_now(&self, query: &[u8], client: SocketAddr, transport: Transport) -> Step {
+    /// `now` is when the query came (a listener reads the clock once per batch).
+    pub fn handle_now(
+        &self,
+        query: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+        now: Instant,
+    ) -> Step {
         let runtime = self.runtime.load();
         if !runtime.allows(client.ip()) {
             self.shared.metrics.refused_acl.inc();
@@ -120,7 +128,7 @@ impl Handler {
             let answer = local::txt_answer(&request, &lines, runtime.udp_payload());
             return Step::Done(Some(answer));
         }
-        match runtime.resolve_now(&request, transport, &self.shared) {
+        match runtime.resolve_now(&request, transport, &self.shared, now) {
             Some(answer) => Step::Done(Some(answer)),
             None => Step::Upstream,
         }

@@ -126,13 +126,13 @@ impl RateLimiter {
             + self.shards.len() * std::mem::size_of::<Mutex<Box<[Bucket]>>>()
     }
 
-    /// Counts one query of `client` and says what to do with it; logs limited clients at most
-    /// once per [`LOG_INTERVAL`].
-    pub fn check(&self, client: IpAddr) -> Verdict {
+    /// Counts one query of `client`, received at `now`, and says what to do with it; logs
+    /// limited clients at most once per [`LOG_INTERVAL`].
+    pub fn check(&self, client: IpAddr, now: Instant) -> Verdict {
         if !self.enabled() {
             return Verdict::Admit;
         }
-        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         let verdict = self.check_at(client, now_ms);
         if verdict != Verdict::Admit {
             self.limited.fetch_add(1, Ordering::Relaxed);
@@ -284,7 +284,7 @@ mod tests {
         let limiter = RateLimiter::new(0, 0, DEFAULT_SLOTS);
         assert_eq!(run(&limiter, v6(1), 10_000, 0), [10_000, 0, 0]);
         assert_eq!(limiter.slots(), 0);
-        assert_eq!(limiter.check(v6(1)), Verdict::Admit);
+        assert_eq!(limiter.check(v6(1), Instant::now()), Verdict::Admit);
     }
 
     #[test]

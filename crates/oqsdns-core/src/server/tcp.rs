@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -181,7 +181,8 @@ async fn read_queries(
             frame = read_frame(&mut reader, limits) => frame,
         };
         let Some(query) = frame else { return };
-        match limiter.check(peer.ip()) {
+        let now = Instant::now();
+        match limiter.check(peer.ip(), now) {
             Verdict::Admit => {}
             Verdict::Refuse => {
                 if let Some(reply) = handler.refuse(&query) {
@@ -196,7 +197,7 @@ async fn read_queries(
             return;
         };
         // Local and cached answers are written from here; only upstream queries cost a task.
-        match handler.handle_now(&query, peer, Transport::Tcp) {
+        match handler.handle_now(&query, peer, Transport::Tcp, now) {
             Step::Done(Some(reply)) => {
                 drop(turn);
                 let _ = tx.send(reply).await;

@@ -6,6 +6,7 @@ use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
+use std::time::Instant;
 
 use nix::libc;
 use nix::sys::socket::{
@@ -81,12 +82,14 @@ pub async fn serve_udp(
                 continue;
             }
         };
+        // One clock reading for the batch: the rate limiter's and the cache's.
+        let now = Instant::now();
         for i in 0..count {
             let Some((query, origin)) = rx.get(i) else {
                 continue;
             };
             let reply = |bytes| Reply { bytes, origin };
-            match limiter.check(origin.client.ip()) {
+            match limiter.check(origin.client.ip(), now) {
                 Verdict::Admit => {}
                 Verdict::Refuse => {
                     replies.extend(handler.refuse(query).map(reply));
@@ -94,7 +97,7 @@ pub async fn serve_udp(
                 }
                 Verdict::Drop => continue,
             }
-            match handler.handle_now(query, origin.client, Transport::Udp) {
+            match handler.handle_now(query, origin.client, Transport::Udp, now) {
                 Step::Done(answer) => {
                     replies.extend(answer.map(reply));
                     continue;
