@@ -1,9 +1,10 @@
 //! The HTTP status endpoint against the in-process daemon between loopback fakes (area none):
 //! `/health` says 200 with the `ok` verdict when every server answers and 503 with the check's
-//! verdict when the NW-base does not; `/metrics` counts queries, cache hits and refusals and
-//! passes `promtool check metrics`; a client outside `server.allow` gets 403; and the page, as
-//! headless Chromium renders it, shows the names, their addresses, the states and the verdict in
-//! Japanese.
+//! verdict when the NW-base does not; `/metrics` counts queries, cache hits and refusals, passes
+//! `promtool check metrics` in the text format 0.0.4, answers OpenMetrics to a client that asks
+//! for it, and a real Prometheus server scrapes it; a client outside `server.allow` gets 403; and
+//! the page, as headless Chromium renders it, shows the names, their addresses, the states and
+//! the verdict in Japanese.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use oqsdns_tests::client::{self, query};
 use oqsdns_tests::daemon::{config_with_default, Daemon};
 use oqsdns_tests::http;
 use oqsdns_tests::lab::env::program_or_skip;
+use oqsdns_tests::prometheus::{query_path, values, Prometheus};
 use oqsdns_tests::upstream::{self as fake, Action, FakeUpstream};
 use serde_json::Value;
 
@@ -188,6 +190,11 @@ async fn a_healthy_daemon_answers_200_and_counts_queries_and_cache_hits() {
             .head
             .contains("content-type: text/plain; version=0.0.4"));
         let m = &metrics.body;
+        assert!(
+            m.contains("# HELP oqsdns_queries_total ")
+                && m.contains("# TYPE oqsdns_queries_total counter\n")
+        );
+        assert!(!m.contains("# EOF") && !m.contains("# UNIT"), "{m}");
         let nw = r#"route="nw-base""#;
         assert_eq!(
             sample(
@@ -413,6 +420,126 @@ async fn clients_outside_allow_are_refused_and_counted() {
             sample(&m.body, r#"oqsdns_refused_total{reason="acl"}"#),
             1.0
         );
+        daemon.stop().await;
+    })
+    .await;
+}
+
+/// The `Accept` header Prometheus 2.42 sends with a scrape.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
+    application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_openmetrics_for_a_client_that_asks() {
+    within(async {
+        let (nw_base, ngn, internet) = (
+            upstream(true).await,
+            upstream(true).await,
+            upstream(true).await,
+        );
+        let daemon = Daemon::start(config(&[nw_base.addr], ngn.addr, internet.addr)).await;
+        let status = daemon.status.unwrap();
+        let q = query("www.lineauth.mnw", RecordType::AAAA, None);
+        for _ in 0..2 {
+            client::udp(daemon.addr(), &q).await;
+        }
+
+        let metrics = http::get_with(status, "/metrics", &[("Accept", PROMETHEUS_ACCEPT)]).await;
+        assert_eq!(metrics.status, 200);
+        assert!(
+            metrics.head.contains(
+                "content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"
+            ),
+            "{}",
+            metrics.head
+        );
+        let m = &metrics.body;
+        assert!(m.ends_with("\n# EOF\n"), "{m}");
+        assert!(m.contains("# TYPE oqsdns_queries counter\n"), "{m}");
+        assert!(m.contains("# UNIT oqsdns_upstream_latency_seconds seconds\n"));
+        assert_eq!(
+            sample(
+                m,
+                r#"oqsdns_queries_total{route="nw-base",transport="udp",rcode="NOERROR"}"#
+            ),
+            2.0
+        );
+        assert_eq!(sample(m, "oqsdns_cache_hits_total"), 1.0);
+        assert_eq!(
+            sample(
+                m,
+                &format!(
+                    r#"oqsdns_upstream_queries_total{{route="nw-base",server="{}",transport="udp"}}"#,
+                    nw_base.addr
+                )
+            ),
+            1.0
+        );
+
+        let text = http::get_with(status, "/metrics", &[("Accept", "text/plain")]).await;
+        assert!(text.head.contains("content-type: text/plain; version=0.0.4"));
+        assert!(!text.body.contains("# EOF"));
+        daemon.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prometheus_server_scrapes_the_counters() {
+    const TEST: &str = "a_prometheus_server_scrapes_the_counters";
+    let Some(program) = program_or_skip(TEST, "prometheus", "prometheus") else {
+        return;
+    };
+    within(async {
+        let (nw_base, ngn, internet) = (
+            upstream(true).await,
+            upstream(true).await,
+            upstream(true).await,
+        );
+        let daemon = Daemon::start(config(&[nw_base.addr], ngn.addr, internet.addr)).await;
+        let status = daemon.status.unwrap();
+        let q = query("www.lineauth.mnw", RecordType::AAAA, None);
+        for _ in 0..2 {
+            client::udp(daemon.addr(), &q).await;
+        }
+        let prometheus = tokio::task::spawn_blocking(move || Prometheus::start(&program, status))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{TEST}: {e}"));
+        let limit = Duration::from_secs(30);
+
+        let series = r#"oqsdns_queries_total{route="nw-base",transport="udp",rcode="NOERROR"}"#;
+        prometheus
+            .until(&query_path(series), limit, |data| values(data) == [2.0])
+            .await;
+        let up = prometheus
+            .until(&query_path(r#"up{job="oqsdns"}"#), limit, |data| {
+                !values(data).is_empty()
+            })
+            .await;
+        assert_eq!(values(&up), [1.0], "the scrape succeeded: {up}");
+        let latency = format!(
+            r#"oqsdns_upstream_latency_seconds_count{{route="nw-base",server="{}"}}"#,
+            nw_base.addr
+        );
+        prometheus
+            .until(&query_path(&latency), limit, |data| values(data) == [1.0])
+            .await;
+        // A unit comes only with OpenMetrics: Prometheus scraped that format, not 0.0.4.
+        let metadata = prometheus
+            .until(
+                "/api/v1/metadata?metric=oqsdns_upstream_latency_seconds",
+                limit,
+                |data| data.as_object().is_some_and(|d| !d.is_empty()),
+            )
+            .await;
+        let family = &metadata["oqsdns_upstream_latency_seconds"][0];
+        assert_eq!(
+            (family["type"].as_str(), family["unit"].as_str()),
+            (Some("histogram"), Some("seconds")),
+            "{metadata}"
+        );
+        drop(prometheus);
         daemon.stop().await;
     })
     .await;

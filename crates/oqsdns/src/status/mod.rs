@@ -1,6 +1,7 @@
 //! The HTTP status endpoint (`[status] listen`): the status page (`/`, `/en`), its JSON
-//! (`/health`, 200 when all is well, 503 when not) and Prometheus counters (`/metrics`), for the
-//! clients `server.allow` lets in; others get 403.
+//! (`/health`, 200 when all is well, 503 when not) and Prometheus counters (`/metrics`, in
+//! OpenMetrics or the text format 0.0.4 as the client's `Accept` asks), for the clients
+//! `server.allow` lets in; others get 403.
 //!
 //! HTTP/1 with hyper, bounded: a cap on open connections (past it new ones are closed at once),
 //! one request per connection, its head within [`READ_TIMEOUT`] and [`MAX_REQUEST`] bytes, the
@@ -19,7 +20,8 @@ use std::time::Duration;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
-    HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
+    HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE,
+    X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -34,6 +36,7 @@ use tracing::{debug, info};
 
 use crate::Daemon;
 use page::Lang;
+use prom::{Exporter, Format};
 
 /// Time for a client to send its request head.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,6 +73,7 @@ pub async fn serve(
 ) -> io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     info!(addr = %listener.local_addr()?, "status page on HTTP");
+    let exporter = Arc::new(Exporter::new(daemon.clone()));
     let open = Arc::new(Semaphore::new(connections));
     let tasks = TaskTracker::new();
     loop {
@@ -89,11 +93,11 @@ pub async fn serve(
             continue;
         };
         let allowed = daemon.runtime().allows(peer.ip());
-        let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
+        let (daemon, exporter, shutdown) = (daemon.clone(), exporter.clone(), shutdown.clone());
         tasks.spawn(async move {
             let _slot = slot;
             let service = service_fn(move |request: Request<Incoming>| {
-                let response = respond(&daemon, allowed, &request);
+                let response = respond(&daemon, &exporter, allowed, &request);
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = http1::Builder::new()
@@ -129,7 +133,12 @@ fn response(status: StatusCode, content_type: &'static str, body: String) -> Res
 }
 
 /// The answer to one request.
-fn respond(daemon: &Daemon, allowed: bool, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(
+    daemon: &Daemon,
+    exporter: &Exporter,
+    allowed: bool,
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     if !allowed {
         return response(
@@ -167,11 +176,12 @@ fn respond(daemon: &Daemon, allowed: bool, request: &Request<Incoming>) -> Respo
             response(code, "application/json", body)
         }
         "/metrics" => {
-            let healthy = view::status(daemon).ok;
+            let accept = request.headers().get_all(ACCEPT);
+            let format = Format::negotiate(accept.iter().filter_map(|v| v.to_str().ok()));
             response(
                 StatusCode::OK,
-                prom::CONTENT_TYPE,
-                prom::render(daemon, healthy),
+                format.content_type(),
+                exporter.render(format),
             )
         }
         _ => response(

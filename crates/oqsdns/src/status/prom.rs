@@ -1,323 +1,324 @@
-//! `/metrics`: the daemon's counters in the Prometheus text exposition format (0.0.4), read from
-//! the query path's atomics at scrape time.
-//!
-//! Written here rather than with the `prometheus-client` crate: that crate writes only the
-//! OpenMetrics format, whose counter `# TYPE` lines lack `_total`, and `promtool check metrics`
-//! rejects those (client_rust issue 51).
+//! `/metrics`: the daemon's counters for Prometheus, read from the query path's atomics at scrape
+//! time by a collector registered with the `prometheus-client` crate (prefix `oqsdns`), so
+//! counting costs a query no more than one relaxed add. The crate writes OpenMetrics; a client
+//! that does not ask for it gets the text format 0.0.4 ([`format`] says why).
 
-use std::fmt::{Display, Write as _};
+mod format;
+
+pub use format::{to_text, Format};
+
+use std::fmt;
 use std::sync::Arc;
 
-use oqsdns_core::health::{ServerHealth, State, Track};
-use oqsdns_core::metrics::{Counter, PerTransport, LATENCY_BOUNDS, RCODES};
-use oqsdns_core::Transport;
+use oqsdns_core::health::{ServerHealth, State};
+use oqsdns_core::metrics::{PerTransport, LATENCY_BOUNDS, RCODES};
+use oqsdns_core::{Runtime, Transport};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 
+use super::view;
 use crate::Daemon;
 
-/// The content type of the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The `/metrics` of a daemon: a registry holding the collector of its counters.
+#[derive(Debug)]
+pub struct Exporter(Registry);
 
-const TRANSPORTS: [Transport; 2] = [Transport::Udp, Transport::Tcp];
-const STATES: [State; 4] = [State::Up, State::Degraded, State::Down, State::Unknown];
-
-/// A text exposition being written.
-#[derive(Debug, Default)]
-struct Out(String);
-
-impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+impl Exporter {
+    /// The exporter of `daemon`'s counters.
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        let mut registry = Registry::with_prefix("oqsdns");
+        registry.register_collector(Box::new(Counters(daemon)));
+        Self(registry)
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (key, val)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let _ = write!(self.0, "{key}=\"");
-                for c in val.chars() {
-                    match c {
-                        '\\' => self.0.push_str("\\\\"),
-                        '"' => self.0.push_str("\\\""),
-                        '\n' => self.0.push_str("\\n"),
-                        c => self.0.push(c),
-                    }
-                }
-                self.0.push('"');
-            }
-            self.0.push('}');
+    /// The counters now, in `format`.
+    pub fn render(&self, format: Format) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.0)
+            .expect("writing to a String does not fail");
+        match format {
+            Format::OpenMetrics => out,
+            Format::Text => to_text(&out),
         }
-        let _ = writeln!(self.0, " {value}");
-    }
-
-    fn per_transport(&mut self, name: &str, labels: &[(&str, &str)], counts: &PerTransport) {
-        for transport in TRANSPORTS {
-            let t = transport.to_string();
-            let mut all = labels.to_vec();
-            all.push(("transport", &t));
-            self.sample(name, &all, counts.of(transport).get());
-        }
-    }
-
-    fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], counter: &Counter) {
-        self.family(name, "counter", help);
-        self.sample(name, labels, counter.get());
     }
 }
 
-/// Writes one family's samples for one server, given its `route` and `server` labels.
-type PerServer<'a> = &'a dyn Fn(&mut Out, &[(&str, &str)], &ServerHealth);
+const TRANSPORTS: [(Transport, &str); 2] = [(Transport::Udp, "udp"), (Transport::Tcp, "tcp")];
+const STATES: [State; 4] = [State::Up, State::Degraded, State::Down, State::Unknown];
 
-/// Every server of the runtime in force with its route's name, once each.
-fn servers(daemon: &Daemon) -> Vec<(String, Arc<ServerHealth>)> {
-    let mut out: Vec<(String, Arc<ServerHealth>)> = Vec::new();
-    for group in daemon.runtime().groups() {
+/// Picks one per-transport counter of a server's stats.
+type Counts = fn(&ServerHealth) -> &PerTransport;
+
+/// Reads a daemon's counters at each scrape.
+struct Counters(Arc<Daemon>);
+
+/// Written by hand: the crate requires `Debug` of a collector, and a derived one would print the
+/// whole daemon, which costs the release binary some 70 KB of formatting code.
+impl fmt::Debug for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Counters").finish_non_exhaustive()
+    }
+}
+
+/// Every server of the runtime in force, once each, with the name of the first route that has
+/// it and its address as a label.
+fn servers(runtime: &Runtime) -> Vec<(&str, String, &ServerHealth)> {
+    let mut out: Vec<(&str, String, &ServerHealth)> = Vec::new();
+    for group in runtime.groups() {
         for server in &group.servers {
-            if !out.iter().any(|(_, s)| Arc::ptr_eq(s, server)) {
-                out.push((group.name.clone(), server.clone()));
+            if !out.iter().any(|(_, _, s)| std::ptr::eq(*s, &**server)) {
+                out.push((&group.name, server.addr.to_string(), server));
             }
         }
     }
     out
 }
 
-/// The exposition of `daemon`'s counters, with `healthy` the `/health` verdict.
-pub fn render(daemon: &Daemon, healthy: bool) -> String {
-    let mut out = Out::default();
-    let handler = daemon.handler();
-    let runtime = daemon.runtime();
-    let metrics = &handler.shared().metrics;
+/// One sample of `family` with `labels`.
+fn sample(
+    family: &mut MetricEncoder,
+    labels: &impl EncodeLabelSet,
+    metric: impl EncodeMetric,
+) -> fmt::Result {
+    metric.encode(family.encode_family(labels)?)
+}
 
-    out.family(
-        "oqsdns_queries_total",
-        "counter",
-        "Answers sent to clients, by route, transport and response code.",
-    );
-    for group in runtime.groups() {
-        for transport in TRANSPORTS {
-            let t = transport.to_string();
-            for (i, rcode) in RCODES.iter().enumerate() {
-                let labels = [
-                    ("route", group.name.as_str()),
-                    ("transport", &t),
-                    ("rcode", rcode),
-                ];
-                out.sample(
-                    "oqsdns_queries_total",
-                    &labels,
-                    group.stats.answers(transport, i),
-                );
-            }
-        }
+/// One counter of `family` with `labels`.
+fn counter(family: &mut MetricEncoder, labels: &impl EncodeLabelSet, value: u64) -> fmt::Result {
+    sample(family, labels, ConstCounter::new(value))
+}
+
+/// One counter of `family` per transport, with `labels` and then `transport`.
+fn per_transport(
+    family: &mut MetricEncoder,
+    labels: &[(&str, &str)],
+    counts: &PerTransport,
+) -> fmt::Result {
+    for (transport, t) in TRANSPORTS {
+        let labels = (labels, [("transport", t)]);
+        counter(family, &labels, counts.of(transport).get())?;
     }
-    out.family(
-        "oqsdns_failovers_total",
-        "counter",
-        "Queries answered by a server other than the first one tried, by route.",
-    );
-    for group in runtime.groups() {
-        let labels = [("route", group.name.as_str())];
-        out.sample(
-            "oqsdns_failovers_total",
-            &labels,
-            group.stats.failovers.get(),
-        );
-    }
+    Ok(())
+}
 
-    out.counter(
-        "oqsdns_cache_hits_total",
-        "Answers served from the cache.",
-        &[],
-        &metrics.cache_hits,
-    );
-    out.counter(
-        "oqsdns_cache_misses_total",
-        "Questions not found fresh in the cache and asked upstream.",
-        &[],
-        &metrics.cache_misses,
-    );
-    out.counter(
-        "oqsdns_cache_stale_answers_total",
-        "Expired answers served because every server of the route failed.",
-        &[],
-        &metrics.stale_answers,
-    );
-    out.family("oqsdns_cache_entries", "gauge", "Answers in the cache.");
-    out.sample("oqsdns_cache_entries", &[], handler.shared().cache.len());
+/// A family of one sample without labels.
+fn single(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> fmt::Result {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
 
-    let limiter = handler.limiter();
-    out.family(
-        "oqsdns_rate_limited_total",
-        "counter",
-        "Queries over a client's rate limit, by what was done with them.",
-    );
-    out.sample(
-        "oqsdns_rate_limited_total",
-        &[("action", "refused")],
-        limiter.stats.refused.get(),
-    );
-    out.sample(
-        "oqsdns_rate_limited_total",
-        &[("action", "dropped")],
-        limiter.stats.dropped.get(),
-    );
-    out.family(
-        "oqsdns_refused_total",
-        "counter",
-        "Queries refused: from a client outside server.allow (acl), or past server.max_inflight (busy).",
-    );
-    out.sample(
-        "oqsdns_refused_total",
-        &[("reason", "acl")],
-        metrics.refused_acl.get(),
-    );
-    out.sample(
-        "oqsdns_refused_total",
-        &[("reason", "busy")],
-        metrics.refused_busy.get(),
-    );
+impl Collector for Counters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        use MetricType::{Counter, Gauge, Histogram};
+        let daemon = &*self.0;
+        let handler = daemon.handler();
+        let runtime = daemon.runtime();
+        let metrics = &handler.shared().metrics;
 
-    let servers = servers(daemon);
-    let each = |out: &mut Out, name: &str, kind: &str, help: &str, f: PerServer<'_>| {
-        out.family(name, kind, help);
-        for (route, server) in &servers {
-            let addr = server.addr.to_string();
-            f(out, &[("route", route), ("server", &addr)], server);
-        }
-    };
-    each(
-        &mut out,
-        "oqsdns_upstream_queries_total",
-        "counter",
-        "Queries sent to an upstream server, by transport.",
-        &|out, labels, s| {
-            out.per_transport("oqsdns_upstream_queries_total", labels, &s.stats.queries)
-        },
-    );
-    each(
-        &mut out,
-        "oqsdns_upstream_errors_total",
-        "counter",
-        "Exchanges with an upstream server that failed other than by a timeout.",
-        &|out, labels, s| {
-            out.per_transport("oqsdns_upstream_errors_total", labels, &s.stats.errors)
-        },
-    );
-    each(
-        &mut out,
-        "oqsdns_upstream_timeouts_total",
-        "counter",
-        "Exchanges with an upstream server that got no reply within forward.timeout.",
-        &|out, labels, s| {
-            out.per_transport("oqsdns_upstream_timeouts_total", labels, &s.stats.timeouts)
-        },
-    );
-    each(
-        &mut out,
-        "oqsdns_upstream_tcp_retries_total",
-        "counter",
-        "Truncated UDP answers retried over TCP.",
-        &|out, labels, s| {
-            out.sample(
-                "oqsdns_upstream_tcp_retries_total",
-                labels,
-                s.stats.tc_retries.get(),
-            )
-        },
-    );
-    each(
-        &mut out,
-        "oqsdns_upstream_latency_seconds",
-        "histogram",
-        "Time to an accepted reply from an upstream server.",
-        &|out, labels, s| {
-            let (buckets, sum) = s.stats.latency.snapshot();
-            for (bound, count) in LATENCY_BOUNDS
-                .iter()
-                .map(ToString::to_string)
-                .chain(["+Inf".to_string()])
-                .zip(buckets)
-            {
-                let mut all = labels.to_vec();
-                all.push(("le", &bound));
-                out.sample("oqsdns_upstream_latency_seconds_bucket", &all, count);
-            }
-            out.sample("oqsdns_upstream_latency_seconds_sum", labels, sum);
-            out.sample("oqsdns_upstream_latency_seconds_count", labels, buckets[10]);
-        },
-    );
-    each(
-        &mut out,
-        "oqsdns_probes_total",
-        "counter",
-        "Health-probe rounds of an upstream server, by transport and result.",
-        &|out, labels, s| {
-            for (result, counts) in [
-                ("pass", &s.stats.probe_passes),
-                ("fail", &s.stats.probe_failures),
-            ] {
-                let mut all = labels.to_vec();
-                all.push(("result", result));
-                out.per_transport("oqsdns_probes_total", &all, counts);
-            }
-        },
-    );
-    each(
-        &mut out,
-        "oqsdns_upstream_state",
-        "gauge",
-        "1 for the state an upstream server is in over a transport (up, degraded, down, unknown).",
-        &|out, labels, s| {
-            for transport in TRANSPORTS {
-                let t = transport.to_string();
-                let now = s.track(transport).state();
-                for state in STATES {
-                    let mut all = labels.to_vec();
-                    all.extend([("transport", t.as_str()), ("state", state.as_str())]);
-                    out.sample("oqsdns_upstream_state", &all, u8::from(now == state));
+        let mut family = encoder.encode_descriptor(
+            "queries",
+            "Answers sent to clients, by route, transport and response code.",
+            None,
+            Counter,
+        )?;
+        for group in runtime.groups() {
+            for (transport, t) in TRANSPORTS {
+                for (i, rcode) in RCODES.iter().enumerate() {
+                    let labels = [("route", &*group.name), ("transport", t), ("rcode", rcode)];
+                    counter(&mut family, &labels, group.stats.answers(transport, i))?;
                 }
             }
-        },
-    );
-    each(
-        &mut out,
-        "oqsdns_upstream_probe_latency_seconds",
-        "gauge",
-        "The last health probe's time to answer, by transport.",
-        &|out, labels, s| {
-            for transport in TRANSPORTS {
-                let t = transport.to_string();
-                let track: &Track = s.track(transport);
-                let mut all = labels.to_vec();
-                all.push(("transport", &t));
-                out.sample(
-                    "oqsdns_upstream_probe_latency_seconds",
-                    &all,
-                    track.latency().as_secs_f64(),
-                );
-            }
-        },
-    );
+        }
+        let mut family = encoder.encode_descriptor(
+            "failovers",
+            "Queries answered by a server other than the first one tried, by route.",
+            None,
+            Counter,
+        )?;
+        for group in runtime.groups() {
+            let labels = [("route", &*group.name)];
+            counter(&mut family, &labels, group.stats.failovers.get())?;
+        }
 
-    out.family(
-        "oqsdns_healthy",
-        "gauge",
-        "1 when the status verdict is all good (GET /health answers 200), else 0.",
-    );
-    out.sample("oqsdns_healthy", &[], u8::from(healthy));
-    out.family(
-        "oqsdns_build_info",
-        "gauge",
-        "The running version and area, as labels; always 1.",
-    );
-    let area = runtime.area().to_string();
-    out.sample(
-        "oqsdns_build_info",
-        &[("version", env!("CARGO_PKG_VERSION")), ("area", &area)],
-        1,
-    );
-    out.0
+        for (name, help, count) in [
+            (
+                "cache_hits",
+                "Answers served from the cache.",
+                &metrics.cache_hits,
+            ),
+            (
+                "cache_misses",
+                "Questions not found fresh in the cache and asked upstream.",
+                &metrics.cache_misses,
+            ),
+            (
+                "cache_stale_answers",
+                "Expired answers served because every server of the route failed.",
+                &metrics.stale_answers,
+            ),
+        ] {
+            single(&mut encoder, name, help, ConstCounter::new(count.get()))?;
+        }
+        let entries = ConstGauge::new(handler.shared().cache.len());
+        single(
+            &mut encoder,
+            "cache_entries",
+            "Answers in the cache.",
+            entries,
+        )?;
+
+        let limiter = handler.limiter();
+        let mut family = encoder.encode_descriptor(
+            "rate_limited",
+            "Queries over a client's rate limit, by what was done with them.",
+            None,
+            Counter,
+        )?;
+        for (action, count) in [
+            ("refused", &limiter.stats.refused),
+            ("dropped", &limiter.stats.dropped),
+        ] {
+            counter(&mut family, &[("action", action)], count.get())?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "refused",
+            "Queries refused: from a client outside server.allow (acl), or past server.max_inflight (busy).",
+            None,
+            Counter,
+        )?;
+        for (reason, count) in [
+            ("acl", &metrics.refused_acl),
+            ("busy", &metrics.refused_busy),
+        ] {
+            counter(&mut family, &[("reason", reason)], count.get())?;
+        }
+
+        let servers = servers(&runtime);
+        let each = servers
+            .iter()
+            .map(|(route, addr, s)| ([("route", *route), ("server", addr.as_str())], *s));
+        let exchanges: [(&str, &str, Counts); 3] = [
+            (
+                "upstream_queries",
+                "Queries sent to an upstream server, by transport.",
+                |s| &s.stats.queries,
+            ),
+            (
+                "upstream_errors",
+                "Exchanges with an upstream server that failed other than by a timeout.",
+                |s| &s.stats.errors,
+            ),
+            (
+                "upstream_timeouts",
+                "Exchanges with an upstream server that got no reply within forward.timeout.",
+                |s| &s.stats.timeouts,
+            ),
+        ];
+        for (name, help, counts) in exchanges {
+            let mut family = encoder.encode_descriptor(name, help, None, Counter)?;
+            for (labels, s) in each.clone() {
+                per_transport(&mut family, &labels, counts(s))?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "upstream_tcp_retries",
+            "Truncated UDP answers retried over TCP.",
+            None,
+            Counter,
+        )?;
+        for (labels, s) in each.clone() {
+            counter(&mut family, &labels, s.stats.tc_retries.get())?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "upstream_latency",
+            "Time to an accepted reply from an upstream server.",
+            Some(&Unit::Seconds),
+            Histogram,
+        )?;
+        for (labels, s) in each.clone() {
+            // The snapshot is cumulative; the encoder takes each bucket's own count.
+            let (cumulative, sum) = s.stats.latency.snapshot();
+            let mut below = 0;
+            let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+                .into_iter()
+                .chain([f64::INFINITY])
+                .zip(cumulative)
+                .map(|(bound, total)| (bound, total - std::mem::replace(&mut below, total)))
+                .collect();
+            let count = cumulative[LATENCY_BOUNDS.len()];
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "probes",
+            "Health-probe rounds of an upstream server, by transport and result.",
+            None,
+            Counter,
+        )?;
+        for ([route, server], s) in each.clone() {
+            let pass = [route, server, ("result", "pass")];
+            per_transport(&mut family, &pass, &s.stats.probe_passes)?;
+            let fail = [route, server, ("result", "fail")];
+            per_transport(&mut family, &fail, &s.stats.probe_failures)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "upstream_state",
+            "1 for the state an upstream server is in over a transport (up, degraded, down, unknown).",
+            None,
+            Gauge,
+        )?;
+        for ([route, server], s) in each.clone() {
+            for (transport, t) in TRANSPORTS {
+                let now = s.track(transport).state();
+                for state in STATES {
+                    let labels = [route, server, ("transport", t), ("state", state.as_str())];
+                    sample(
+                        &mut family,
+                        &labels,
+                        ConstGauge::new(u32::from(now == state)),
+                    )?;
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "upstream_probe_latency",
+            "The last health probe's time to answer, by transport.",
+            Some(&Unit::Seconds),
+            Gauge,
+        )?;
+        for ([route, server], s) in each {
+            for (transport, t) in TRANSPORTS {
+                let latency = ConstGauge::new(s.track(transport).latency().as_secs_f64());
+                sample(&mut family, &[route, server, ("transport", t)], latency)?;
+            }
+        }
+
+        let healthy = ConstGauge::new(u32::from(view::status(daemon).ok));
+        single(
+            &mut encoder,
+            "healthy",
+            "1 when the status verdict is all good (GET /health answers 200), else 0.",
+            healthy,
+        )?;
+        let mut family = encoder.encode_descriptor(
+            "build_info",
+            "The running version and area, as labels; always 1.",
+            None,
+            Gauge,
+        )?;
+        let area = runtime.area().to_string();
+        let labels = [("version", env!("CARGO_PKG_VERSION")), ("area", &area)];
+        sample(&mut family, &labels, ConstGauge::new(1u32))
+    }
 }
