@@ -1,22 +1,32 @@
 //! The UDP listener. Each reply leaves from the address its query was sent to, also on a wildcard
 //! socket on a host with several addresses (IP_PKTINFO / IPV6_RECVPKTINFO): clients drop replies
 //! from any other source.
+//!
+//! The socket is read by a thread of its own, as the fastest forwarders do: it blocks in
+//! recvmmsg until a datagram comes, takes every one queued, answers refusals, local and cached
+//! questions at once and sends those replies with one sendmmsg. No poller stands between the
+//! datagrams and the loop, which costs a system call and a task wake-up per batch. The questions
+//! of a batch that go upstream are handed to the tokio runtime together (one wake-up for the
+//! batch, not one per question), where each is a task that sends its reply itself.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::libc;
 use nix::sys::socket::{
-    self, setsockopt, sockopt, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage,
+    self, setsockopt, sockopt, ControlMessageOwned, MsgFlags, MultiHeaders, Shutdown,
+    SockaddrStorage,
 };
-use tokio::io::Interest;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::debug;
+use tracing::{debug, error};
 
 use crate::handler::{Handler, Step};
 use crate::ratelimit::{RateLimiter, Verdict};
@@ -44,88 +54,252 @@ enum Local {
 const BATCH: usize = mmsg::BATCH;
 /// The largest query read; a longer datagram (no real client sends one) is dropped.
 const QUERY_MAX: usize = 4096;
+/// A reply from an upstream task finding the socket's send buffer full tries again this often...
+const SEND_RETRY: Duration = Duration::from_millis(1);
+/// ... this many times, then is dropped (the client asks again).
+const SEND_TRIES: u32 = 50;
+/// The receive thread's wait for a datagram is cut short this often to look for shutdown (a
+/// safety net: shutdown wakes it at once by shutting the socket's receiving side).
+const RECV_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves queries arriving on `socket` until `shutdown`; then waits for the queries under way.
 /// Every datagram counts against its sender's budget in `limiter` before it is admitted.
-/// Datagrams are read in batches (recvmmsg); refusals, local and cached answers are made and sent
-/// in this loop and sent together (sendmmsg); only a query that goes upstream costs a task.
 pub async fn serve_udp(
     socket: UdpSocket,
     handler: Arc<Handler>,
     limiter: Arc<RateLimiter>,
     shutdown: CancellationToken,
 ) {
+    let local = socket.local_addr().ok();
     // Only a wildcard socket needs to be told which address a query came to: one bound to an
     // address sends from it anyway, and a reply without the control message is cheaper.
-    let wildcard = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
-    if wildcard {
+    if local.is_some_and(|a| a.ip().is_unspecified()) {
         if let Err(error) = enable_pktinfo(&socket) {
             debug!(%error, "IP_PKTINFO unavailable; replies use the routing table's source address");
         }
     }
-    let socket = Arc::new(socket);
-    let tasks = TaskTracker::new();
-    let mut rx = RecvBatch::new();
-    let mut replies: Vec<Reply> = Vec::with_capacity(BATCH);
-    // One waiter for the whole loop, not one registered and dropped per batch.
-    let cancelled = shutdown.cancelled();
-    tokio::pin!(cancelled);
-    loop {
-        let received = tokio::select! {
-            () = &mut cancelled => break,
-            received = rx.recv(&socket) => received,
-        };
-        let count = match received {
-            Ok(count) => count,
-            Err(error) => {
-                debug!(%error, "UDP receive failed");
-                continue;
-            }
-        };
-        // One clock reading for the batch: the rate limiter's and the cache's.
-        let now = Instant::now();
-        for i in 0..count {
-            let Some((query, origin)) = rx.get(i) else {
-                continue;
-            };
-            let reply = |bytes| Reply { bytes, origin };
-            match limiter.check(origin.client.ip(), now) {
-                Verdict::Admit => {}
-                Verdict::Refuse => {
-                    replies.extend(handler.refuse(query).map(reply));
-                    continue;
-                }
-                Verdict::Drop => continue,
-            }
-            match handler.handle_now(query, origin.client, Transport::Udp, now) {
-                Step::Done(answer) => {
-                    replies.extend(answer.map(reply));
-                    continue;
-                }
-                Step::Upstream => {}
-            }
-            let Some(permit) = handler.admit() else {
-                replies.extend(handler.refuse(query).map(reply));
-                continue;
-            };
-            let query = query.to_vec();
-            let (socket, handler) = (socket.clone(), handler.clone());
-            tasks.spawn(async move {
-                let _permit = permit;
-                if let Some(bytes) = handler.forward(&query, Transport::Udp).await {
-                    send_all(&socket, &[Reply { bytes, origin }]).await;
-                }
-            });
+    let socket = match blocking(socket) {
+        Ok(socket) => Arc::new(socket),
+        Err(error) => {
+            error!(%error, ?local, "UDP listener unusable");
+            return;
         }
-        send_all(&socket, &replies).await;
-        replies.clear();
+    };
+    let tasks = TaskTracker::new();
+    let stop = Stopper {
+        socket: socket.clone(),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let (done, exited) = tokio::sync::oneshot::channel::<()>();
+    let (upstream, batches) = tokio::sync::mpsc::unbounded_channel();
+    tasks.spawn(dispatch(
+        batches,
+        socket.clone(),
+        handler.clone(),
+        tasks.clone(),
+    ));
+    let receiver = Receiver {
+        socket,
+        handler,
+        limiter,
+        upstream,
+        stop: stop.stop.clone(),
+    };
+    let spawned = std::thread::Builder::new()
+        .name("oqsdns-udp".into())
+        .spawn(move || {
+            receiver.run();
+            drop(done);
+        });
+    if let Err(error) = spawned {
+        error!(%error, ?local, "UDP listener thread not started");
+        return;
     }
+    shutdown.cancelled().await;
+    drop(stop);
+    let _ = exited.await;
     tasks.close();
     tasks.wait().await;
 }
 
-/// Buffers for one recvmmsg call. (nix's headers are not `Send`: they are made for each call,
-/// within it.)
+/// The socket as the receive thread uses it: blocking, with [`RECV_TIMEOUT`].
+fn blocking(socket: UdpSocket) -> io::Result<std::net::UdpSocket> {
+    let socket = socket.into_std()?;
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(RECV_TIMEOUT))?;
+    Ok(socket)
+}
+
+/// Stops the receive thread when dropped (at shutdown, or if the listener's task is dropped):
+/// sets the flag and shuts the socket's receiving side, which wakes a blocked recvmmsg at once.
+/// Replies can still be sent on the socket.
+struct Stopper {
+    socket: Arc<std::net::UdpSocket>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // On an unconnected UDP socket Linux reports ENOTCONN but shuts the side all the same.
+        let _ = socket::shutdown(self.socket.as_raw_fd(), Shutdown::Read);
+    }
+}
+
+/// What the receive thread works with.
+struct Receiver {
+    socket: Arc<std::net::UdpSocket>,
+    handler: Arc<Handler>,
+    limiter: Arc<RateLimiter>,
+    /// The questions of a batch that go upstream, to [`dispatch`].
+    upstream: UnboundedSender<Vec<Upstream>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// A question admitted to go upstream.
+struct Upstream {
+    query: Vec<u8>,
+    origin: Origin,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Receiver {
+    /// Reads, answers and sends batches until stopped.
+    fn run(self) {
+        let mut rx = RecvBatch::new();
+        let mut replies: Vec<Reply> = Vec::with_capacity(BATCH);
+        let mut upstream: Vec<Upstream> = Vec::new();
+        while !self.stop.load(Ordering::Relaxed) {
+            let count = match rx.read(&self.socket, MsgFlags::MSG_WAITFORONE) {
+                Ok(0) => break, // the receiving side was shut: stopping
+                Ok(count) => count,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue; // RECV_TIMEOUT passed, or a signal
+                }
+                Err(error) => {
+                    debug!(%error, "UDP receive failed");
+                    continue;
+                }
+            };
+            // One clock reading for the batch: the rate limiter's and the cache's.
+            let now = Instant::now();
+            for i in 0..count {
+                if let Some((query, origin)) = rx.get(i) {
+                    self.answer(query, origin, now, &mut replies, &mut upstream);
+                }
+            }
+            if !upstream.is_empty() && self.upstream.send(std::mem::take(&mut upstream)).is_err() {
+                break; // the runtime's side is gone: shutting down
+            }
+            send_now(&self.socket, &replies);
+            replies.clear();
+        }
+    }
+
+    /// Answers one query into `replies`, or adds it to `upstream`.
+    fn answer(
+        &self,
+        query: &[u8],
+        origin: Origin,
+        now: Instant,
+        replies: &mut Vec<Reply>,
+        upstream: &mut Vec<Upstream>,
+    ) {
+        let handler = &self.handler;
+        let reply = |bytes| Reply { bytes, origin };
+        match self.limiter.check(origin.client.ip(), now) {
+            Verdict::Admit => {}
+            Verdict::Refuse => return replies.extend(handler.refuse(query).map(reply)),
+            Verdict::Drop => return,
+        }
+        match handler.handle_now(query, origin.client, Transport::Udp, now) {
+            Step::Done(answer) => return replies.extend(answer.map(reply)),
+            Step::Upstream => {}
+        }
+        match handler.admit() {
+            Some(permit) => upstream.push(Upstream {
+                query: query.to_vec(),
+                origin,
+                permit,
+            }),
+            None => replies.extend(handler.refuse(query).map(reply)),
+        }
+    }
+}
+
+/// Starts a task on the runtime for each question the receive thread sends upstream; it sends
+/// its reply itself.
+async fn dispatch(
+    mut batches: UnboundedReceiver<Vec<Upstream>>,
+    socket: Arc<std::net::UdpSocket>,
+    handler: Arc<Handler>,
+    tasks: TaskTracker,
+) {
+    while let Some(batch) = batches.recv().await {
+        for Upstream {
+            query,
+            origin,
+            permit,
+        } in batch
+        {
+            let (socket, handler) = (socket.clone(), handler.clone());
+            tasks.spawn(async move {
+                let _permit = permit;
+                if let Some(bytes) = handler.forward(&query, Transport::Udp).await {
+                    send_later(&socket, Reply { bytes, origin }).await;
+                }
+            });
+        }
+    }
+}
+
+/// Sends `replies` from the receive thread, a batch at a time, waiting while the socket's send
+/// buffer is full. A reply the kernel refuses (say, to an unreachable client) is logged and
+/// skipped; the others still go.
+fn send_now(socket: &std::net::UdpSocket, replies: &[Reply]) {
+    let mut sent = 0;
+    while sent < replies.len() {
+        let rest = &replies[sent..];
+        match mmsg::send(socket.as_fd(), rest, MsgFlags::empty()) {
+            Ok(n) => sent += n.max(1),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                debug!(%error, client = %rest[0].origin.client, "UDP send failed");
+                sent += 1;
+            }
+        }
+    }
+}
+
+/// Sends one reply from an upstream task without blocking the runtime: while the send buffer is
+/// full it tries again every [`SEND_RETRY`], at most [`SEND_TRIES`] times.
+async fn send_later(socket: &std::net::UdpSocket, reply: Reply) {
+    for _ in 0..SEND_TRIES {
+        match mmsg::send(
+            socket.as_fd(),
+            std::slice::from_ref(&reply),
+            MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(_) => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(SEND_RETRY).await;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                debug!(%error, client = %reply.origin.client, "UDP send failed");
+                return;
+            }
+        }
+    }
+    debug!(client = %reply.origin.client, "UDP send buffer full; reply dropped");
+}
+
+/// Buffers for one recvmmsg call. (nix's headers are made for each call, within it.)
 struct RecvBatch {
     bufs: Vec<u8>,
     got: [(usize, Option<Origin>); BATCH],
@@ -139,35 +313,8 @@ impl RecvBatch {
         }
     }
 
-    /// Waits for datagrams and reads up to [`BATCH`] of them; how many were read.
-    ///
-    /// A read that found fewer than a batch emptied the socket's queue: it also clears the
-    /// socket's readiness, as a read that found nothing would, so that the next call waits for
-    /// epoll instead of spending a system call to learn that nothing came. (Safe against a
-    /// datagram arriving meanwhile: it raises a new edge, and tokio clears only the readiness
-    /// of the event the read was made for.)
-    async fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        loop {
-            socket.readable().await?;
-            let mut count = 0;
-            let read = socket.try_io(Interest::READABLE, || {
-                count = self.read(socket)?;
-                if count < BATCH {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(())
-            });
-            match read {
-                Ok(()) => return Ok(count),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && count > 0 => return Ok(count),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// One recvmmsg without waiting: how many datagrams it read.
-    fn read(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    /// One recvmmsg with `flags`: how many datagrams it read.
+    fn read(&mut self, socket: &std::net::UdpSocket, flags: MsgFlags) -> io::Result<usize> {
         let Self { bufs, got } = self;
         let cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo);
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(cmsg));
@@ -178,7 +325,7 @@ impl RecvBatch {
             socket.as_raw_fd(),
             &mut headers,
             iovs.iter_mut(),
-            MsgFlags::MSG_DONTWAIT,
+            flags,
             None,
         )?;
         let mut count = 0;
@@ -221,25 +368,6 @@ fn enable_pktinfo(socket: &UdpSocket) -> io::Result<()> {
         setsockopt(socket, sockopt::Ipv4PacketInfo, &true)?;
     }
     Ok(())
-}
-
-/// Sends `replies`, a batch at a time. A reply the kernel refuses (say, to an unreachable
-/// client) is logged and skipped; the others still go.
-async fn send_all(socket: &UdpSocket, replies: &[Reply]) {
-    let mut sent = 0;
-    while sent < replies.len() {
-        let rest = &replies[sent..];
-        match socket
-            .async_io(Interest::WRITABLE, || mmsg::send(socket.as_fd(), rest))
-            .await
-        {
-            Ok(n) => sent += n.max(1),
-            Err(error) => {
-                debug!(%error, client = %rest[0].origin.client, "UDP send failed");
-                sent += 1;
-            }
-        }
-    }
 }
 
 fn to_socket_addr(addr: SockaddrStorage) -> Option<SocketAddr> {

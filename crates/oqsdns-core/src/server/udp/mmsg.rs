@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr;
 
 use nix::libc;
-use nix::sys::socket::{SockaddrLike, SockaddrStorage};
+use nix::sys::socket::{MsgFlags, SockaddrLike, SockaddrStorage};
 
 use super::{Local, Origin};
 
@@ -32,11 +32,11 @@ pub(super) struct Reply {
 #[derive(Clone, Copy)]
 struct Control([u8; 64]);
 
-/// Sends the first [`BATCH`] of `replies` (at most) with one `sendmmsg`: how many were sent. An
-/// error is the first reply's (the kernel reports a later one's on the next call); the caller
-/// goes on past it.
+/// Sends the first [`BATCH`] of `replies` (at most) with one `sendmmsg` with `flags`: how many
+/// were sent. An error is the first reply's (the kernel reports a later one's on the next call);
+/// the caller goes on past it.
 #[allow(unsafe_code)]
-pub(super) fn send(fd: BorrowedFd<'_>, replies: &[Reply]) -> io::Result<usize> {
+pub(super) fn send(fd: BorrowedFd<'_>, replies: &[Reply], flags: MsgFlags) -> io::Result<usize> {
     let n = replies.len().min(BATCH);
     if n == 0 {
         return Ok(0);
@@ -101,7 +101,14 @@ pub(super) fn send(fd: BorrowedFd<'_>, replies: &[Reply]) -> io::Result<usize> {
     }
     // SAFETY: the first `n` headers point at live names, iovecs (each one buffer of a reply,
     // borrowed for this call) and control buffers holding one well-formed message each, or none.
-    let sent = unsafe { libc::sendmmsg(fd.as_raw_fd(), headers.as_mut_ptr(), n as _, 0) };
+    let sent = unsafe {
+        libc::sendmmsg(
+            fd.as_raw_fd(),
+            headers.as_mut_ptr(),
+            n as _,
+            flags.bits() as _,
+        )
+    };
     if sent < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -158,7 +165,10 @@ mod tests {
                 origin: origin(c.local_addr().unwrap()),
             })
             .collect();
-        assert_eq!(send(server.as_fd(), &replies).unwrap(), 3);
+        assert_eq!(
+            send(server.as_fd(), &replies, MsgFlags::empty()).unwrap(),
+            3
+        );
         for (i, client) in clients.iter().enumerate() {
             client
                 .set_read_timeout(Some(std::time::Duration::from_secs(5)))
@@ -180,9 +190,15 @@ mod tests {
                 origin: origin(client.local_addr().unwrap()),
             })
             .collect();
-        assert_eq!(send(server.as_fd(), &[]).unwrap(), 0);
-        assert_eq!(send(server.as_fd(), &replies).unwrap(), BATCH);
-        assert_eq!(send(server.as_fd(), &replies[BATCH..]).unwrap(), 3);
+        assert_eq!(send(server.as_fd(), &[], MsgFlags::empty()).unwrap(), 0);
+        assert_eq!(
+            send(server.as_fd(), &replies, MsgFlags::empty()).unwrap(),
+            BATCH
+        );
+        assert_eq!(
+            send(server.as_fd(), &replies[BATCH..], MsgFlags::empty()).unwrap(),
+            3
+        );
     }
 
     #[test]
@@ -201,7 +217,10 @@ mod tests {
                 local,
             },
         };
-        assert_eq!(send(server.as_fd(), &[reply]).unwrap(), 1);
+        assert_eq!(
+            send(server.as_fd(), &[reply], MsgFlags::empty()).unwrap(),
+            1
+        );
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
