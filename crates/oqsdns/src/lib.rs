@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod limits;
 pub mod logging;
 pub mod notify;
 pub mod sockets;

@@ -262,6 +262,7 @@ fn run(config: Config, source: Source) -> ExitCode {
         }
     };
     let bound: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    oqsdns::limits::raise_nofile(&config);
     let status = match config
         .status
         .as_ref()
