@@ -1,7 +1,8 @@
 //! The answer cache: upstream replies kept as bytes, keyed by the lower-cased question and the
 //! DO and CD bits; a hit counts the TTLs down in place and the bytes pass on. Negative answers
 //! live for the SOA minimum (RFC 2308); expired answers are kept for serve-stale (RFC 8767).
-//! Bounded by a number of entries; when full, the entry expiring soonest among a sample goes.
+//! Bounded by a number of entries; when full, the entry expiring soonest among a random sample
+//! goes (an expired one that can no longer be served stale first).
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
@@ -53,12 +54,11 @@ pub struct Limits {
     pub keep_stale: Duration,
 }
 
-/// One answer. Boxed in the table, so that the table, sized for twice the bound, costs 8 bytes a
-/// slot rather than the entry's size.
+/// One answer.
 #[derive(Debug)]
 struct Entry {
     key: Key,
-    /// The key's hash, kept for the table's rehashing.
+    /// The key's hash, kept for the index's rehashing.
     hash: u64,
     bytes: Box<[u8]>,
     /// Where the TTL of every record but OPT sits, found once at insert so a hit does not walk
@@ -76,7 +76,60 @@ impl Entry {
     }
 }
 
-type Shard = HashTable<Box<Entry>>;
+/// One shard: the entries in a slab, so that eviction can sample them at random, and an index
+/// from key to slot. The index, sized for twice the bound, costs 4 bytes a slot.
+#[derive(Debug, Default)]
+struct Shard {
+    entries: Vec<Entry>,
+    index: HashTable<u32>,
+}
+
+impl Shard {
+    fn with_capacity(entries: usize) -> Self {
+        // Room in the index for twice the bound: removals leave tombstones, and a full table with
+        // tombstones is rehashed in place only while it is at most half full; otherwise it would
+        // double under a flood of unique names. Untouched pages cost no memory.
+        let room = if entries == 0 { 0 } else { 2 * entries + 2 };
+        Self {
+            entries: Vec::with_capacity(entries),
+            index: HashTable::with_capacity(room),
+        }
+    }
+
+    /// The slot holding `key`.
+    fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        let entries = &self.entries;
+        let slot = self
+            .index
+            .find(hash, |&i| *entries[i as usize].key == *key)?;
+        Some(*slot as usize)
+    }
+
+    /// Adds `entry`, whose key is not here.
+    fn push(&mut self, entry: Entry) {
+        let Self { entries, index } = self;
+        let slot = entries.len() as u32;
+        index.insert_unique(entry.hash, slot, |&i| entries[i as usize].hash);
+        entries.push(entry);
+    }
+
+    /// Removes the entry in `slot`; the last entry takes its slot.
+    fn remove(&mut self, slot: usize) {
+        let Self { entries, index } = self;
+        let hash = entries[slot].hash;
+        if let Ok(found) = index.find_entry(hash, |&i| i as usize == slot) {
+            found.remove();
+        }
+        let last = entries.len() - 1;
+        entries.swap_remove(slot);
+        if slot != last {
+            let moved = entries[slot].hash;
+            if let Some(i) = index.find_mut(moved, |&i| i as usize == last) {
+                *i = slot as u32;
+            }
+        }
+    }
+}
 
 /// A cached answer, ready to be turned into a client's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,12 +153,8 @@ impl Cache {
     /// An empty cache.
     pub fn new(limits: Limits) -> Self {
         let per_shard = limits.entries.div_ceil(SHARDS);
-        // Room for twice the bound: evictions leave tombstones, and a full table with tombstones
-        // is rehashed in place only while it is at most half full; otherwise it would double
-        // under a flood of unique names. Untouched pages of the table cost no memory.
-        let room = if per_shard == 0 { 0 } else { 2 * per_shard + 2 };
         let shards = (0..SHARDS)
-            .map(|_| Mutex::new(HashTable::with_capacity(room)))
+            .map(|_| Mutex::new(Shard::with_capacity(per_shard)))
             .collect();
         Self {
             shards,
@@ -133,7 +182,7 @@ impl Cache {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
+            .map(|s| s.lock().map(|m| m.entries.len()).unwrap_or(0))
             .sum()
     }
 
@@ -163,9 +212,10 @@ impl Cache {
             return None;
         }
         let (hash, shard) = self.shard(key);
-        let entry = shard
-            .find(hash, |e| *e.key == *key)
-            .filter(|e| e.route == route)?;
+        let entry = &shard.entries[shard.find(hash, key)?];
+        if entry.route != route {
+            return None;
+        }
         let expires = entry.expires();
         let stale = now >= expires;
         if stale && now >= expires + stale_for {
@@ -211,7 +261,8 @@ impl Cache {
             .filter_map(|r| u16::try_from(r.ttl_at).ok())
             .collect();
         let (hash, mut shard) = self.shard(&key);
-        let entry = Box::new(Entry {
+        let existing = shard.find(hash, &key);
+        let entry = Entry {
             key,
             hash,
             bytes: reply.into(),
@@ -219,14 +270,14 @@ impl Cache {
             stored: now,
             lifetime,
             route,
-        });
-        match shard.find_entry(hash, |e| e.key == entry.key) {
-            Ok(mut old) => *old.get_mut() = entry,
-            Err(_) => {
-                if shard.len() >= self.per_shard {
+        };
+        match existing {
+            Some(slot) => shard.entries[slot] = entry,
+            None => {
+                if shard.entries.len() >= self.per_shard {
                     self.evict(&mut shard, now);
                 }
-                shard.insert_unique(hash, entry, |e| e.hash);
+                shard.push(entry);
             }
         }
     }
@@ -260,26 +311,27 @@ impl Cache {
         (lifetime > 0 || self.limits.keep_stale > Duration::ZERO).then_some(lifetime)
     }
 
-    /// Makes room: drops expired-and-unservable entries among a sample, else the one expiring
-    /// soonest.
+    /// Makes room: among a random sample of entries, drops one that is past serving stale, else
+    /// the one expiring soonest.
     fn evict(&self, shard: &mut Shard, now: Instant) {
+        let len = shard.entries.len();
+        if len == 0 {
+            return;
+        }
         let keep_stale = self.limits.keep_stale;
-        let victim = shard
-            .iter()
-            .take(EVICTION_SAMPLE)
-            .min_by_key(|e| {
-                e.expires()
-                    + if e.expires() + keep_stale <= now {
-                        Duration::ZERO
-                    } else {
-                        keep_stale
-                    }
-            })
-            .map(|e| (e.hash, std::ptr::from_ref::<Entry>(e)));
-        if let Some((hash, victim)) = victim {
-            if let Ok(found) = shard.find_entry(hash, |e| std::ptr::eq(&**e, victim)) {
-                found.remove();
+        let end_of_use = |e: &Entry| {
+            let expires = e.expires();
+            if expires + keep_stale <= now {
+                expires
+            } else {
+                expires + keep_stale
             }
+        };
+        let victim = (0..EVICTION_SAMPLE.min(len))
+            .map(|_| rand::random_range(0..len))
+            .min_by_key(|&slot| end_of_use(&shard.entries[slot]));
+        if let Some(slot) = victim {
+            shard.remove(slot);
         }
     }
 }

@@ -307,17 +307,7 @@ impl Runtime {
         key: cache::Key,
         shared: &Shared,
     ) -> Found {
-        // Servers known to be down go last, so once a failure is detected no query waits for it.
-        let mut order = Vec::with_capacity(group.servers.len());
-        for last_resort in [false, true] {
-            for server in &group.servers {
-                let plan = server.plan();
-                if (plan == Plan::Last) == last_resort {
-                    order.push((server.clone(), plan));
-                }
-            }
-        }
-        let mut order = order.into_iter().peekable();
+        let mut order = asking_order(&group.servers).into_iter().peekable();
         let query: Arc<[u8]> = request.message().into();
         // Each server being asked, with its place in the order of asking.
         let mut running: Vec<(Arc<ServerHealth>, usize, Ask)> = Vec::with_capacity(2);
@@ -409,6 +399,21 @@ impl Runtime {
     }
 }
 
+/// The order in which to ask `servers`, each with its plan: those that are up in the table's
+/// order, then those that lost a race and have not answered since, then those known to be down,
+/// so that once a failure is seen no query waits for it.
+fn asking_order(servers: &[Arc<ServerHealth>]) -> Vec<(Arc<ServerHealth>, Plan)> {
+    let tier = |server: &ServerHealth, plan: Plan| match (plan, server.is_overtaken()) {
+        (Plan::Last, _) => 2,
+        (_, true) => 1,
+        (_, false) => 0,
+    };
+    let mut order: Vec<(Arc<ServerHealth>, Plan)> =
+        servers.iter().map(|s| (s.clone(), s.plan())).collect();
+    order.sort_by_key(|(server, plan)| tier(server, *plan)); // stable: the table's order within
+    order
+}
+
 /// Servers are raced after at least this long (see [`Runtime::fetch`]).
 pub const HEDGE_MIN: Duration = Duration::from_millis(100);
 
@@ -482,4 +487,52 @@ pub fn describe_route(route: &Route) -> String {
         domains.join(" "),
         servers.join(" ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::Transport;
+
+    #[test]
+    fn up_servers_first_then_those_that_lost_a_race_then_the_down_ones() {
+        let limits = Thresholds { rise: 1, fall: 1 };
+        let server = |n: u16| {
+            let addr = SocketAddr::from(([127, 0, 0, 1], n));
+            Arc::new(ServerHealth::new(addr, "nw-base", limits))
+        };
+        let [down, overtaken, up, tcp_only] = [1, 2, 3, 4].map(server);
+        for s in [&down, &overtaken, &up, &tcp_only] {
+            s.record(
+                Transport::Udp,
+                &Outcome::Pass(Duration::from_millis(5)),
+                true,
+            );
+            s.record(
+                Transport::Tcp,
+                &Outcome::Pass(Duration::from_millis(5)),
+                true,
+            );
+        }
+        for transport in [Transport::Udp, Transport::Tcp] {
+            down.record(transport, &Outcome::Fail("timed out".into()), true);
+        }
+        tcp_only.record(Transport::Udp, &Outcome::Fail("timed out".into()), true);
+        tcp_only.overtaken();
+        overtaken.overtaken();
+        let order: Vec<(u16, Plan)> =
+            asking_order(&[down, overtaken, up, tcp_only].map(|s| s.clone()))
+                .iter()
+                .map(|(s, plan)| (s.addr.port(), *plan))
+                .collect();
+        assert_eq!(
+            order,
+            [
+                (3, Plan::Udp),
+                (2, Plan::Udp),
+                (4, Plan::TcpOnly), // lost a race, still asked over TCP only
+                (1, Plan::Last),
+            ]
+        );
+    }
 }

@@ -206,8 +206,8 @@ pub struct ServerHealth {
     srtt_us: AtomicU32,
     /// Another server answered a query first while this one, asked before it, had not answered
     /// within its hedge delay; until this one answers again (a query or a probe) it is asked
-    /// last. A server that has just died stops delaying queries at the first race it loses,
-    /// without waiting for its timeouts to mark it down.
+    /// after the others that are up. A server that has just died stops delaying queries at the
+    /// first race it loses, without waiting for its timeouts to mark it down.
     overtaken: AtomicBool,
 }
 
@@ -251,8 +251,15 @@ impl ServerHealth {
         }
     }
 
+    /// Whether another server answered first while this one, asked before it, was silent, and
+    /// it has not answered since: it is asked after the servers that are up (and before those
+    /// known to be down), still over the transport its plan says.
+    pub fn is_overtaken(&self) -> bool {
+        self.overtaken.load(Ordering::Relaxed)
+    }
+
     /// Notes that another server answered a query first while this one, asked before it, had
-    /// not answered within its hedge delay: it is asked last until it answers again.
+    /// not answered within its hedge delay: see [`is_overtaken`](Self::is_overtaken).
     pub fn overtaken(&self) {
         if !self.overtaken.load(Ordering::Relaxed) {
             self.overtaken.store(true, Ordering::Relaxed);
@@ -290,9 +297,6 @@ impl ServerHealth {
     /// passed; UDP failures of real queries alone say nothing of TCP, so such a server goes last
     /// until the next probe round tells.
     pub fn plan(&self) -> Plan {
-        if self.overtaken.load(Ordering::Relaxed) {
-            return Plan::Last;
-        }
         match (self.udp.is_down(), self.tcp.is_down()) {
             (false, _) => Plan::Udp,
             (true, false) if self.udp.probed_down.load(Ordering::Relaxed) => Plan::TcpOnly,

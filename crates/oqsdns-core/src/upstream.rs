@@ -135,15 +135,27 @@ async fn udp_on(
 ) -> Result<Reply, UpstreamError> {
     socket.send(query).await?;
     loop {
-        match timeout_at(deadline, socket.readable()).await {
+        // ERROR too: an ICMP port unreachable on the connected socket raises only that, and the
+        // read then reports it (ECONNREFUSED) instead of the query waiting for its timeout.
+        let ready = match timeout_at(deadline, socket.ready(REPLY)).await {
             Err(_) => return Err(UpstreamError::Timeout),
             Ok(ready) => ready?,
-        }
-        if let Some(reply) = read_reply(socket, id, question)? {
+        };
+        // The read is made under the one interest that is ready (tokio's `try_io` knows no
+        // combination of interests).
+        let interest = if ready.is_error() {
+            Interest::ERROR
+        } else {
+            Interest::READABLE
+        };
+        if let Some(reply) = read_reply(socket, interest, id, question)? {
             return Ok(reply);
         }
     }
 }
+
+/// What a query waits for on its socket: a datagram, or an error to read.
+const REPLY: Interest = Interest::READABLE.add(Interest::ERROR);
 
 /// Reads one datagram from `socket` if there is one: the reply if it answers `id` and
 /// `question`, else `None` (a late reply to an earlier query, or nothing to read). The buffer is
@@ -154,10 +166,15 @@ async fn udp_on(
 /// clear it: the next query on this pooled socket then waits for its own reply instead of first
 /// making a read that finds nothing. (A datagram arriving later raises readiness again, and one
 /// already queued, a duplicate, is read and ignored with the next query's reply.)
-fn read_reply(socket: &UdpSocket, id: u16, question: &[u8]) -> io::Result<Option<Reply>> {
+fn read_reply(
+    socket: &UdpSocket,
+    interest: Interest,
+    id: u16,
+    question: &[u8],
+) -> io::Result<Option<Reply>> {
     let mut buf = [0u8; wire::UPSTREAM_PAYLOAD as usize + 512];
     let mut reply = None;
-    let read = socket.try_io(Interest::READABLE, || {
+    let read = socket.try_io(interest, || {
         let len = socket::recv(socket.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT)?;
         let bytes = &buf[..len];
         let Ok(info) = wire::check_reply(bytes, id, question) else {
@@ -278,4 +295,25 @@ pub async fn tcp(
     timeout_at(deadline, work)
         .await
         .unwrap_or(Err(UpstreamError::Timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_query_fails_at_once_not_at_its_timeout() {
+        // A port nothing listens on: the kernel answers with ICMP port unreachable.
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = closed.local_addr().unwrap();
+        drop(closed);
+        let question = [0u8, 0, 1, 0, 1]; // the root, A, IN
+        let mut query = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        query.extend_from_slice(&question);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        match udp(server, &query, 0x1234, &question, deadline).await {
+            Err(UpstreamError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
+            other => panic!("expected the refusal, got {other:?}"),
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// The sockets of one listen address.
@@ -44,6 +45,16 @@ fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
         }
     };
     let udp = socket(addr, Type::DGRAM, Protocol::UDP).map_err(err("udp"))?;
+    if addr.ip().is_unspecified() {
+        // A wildcard socket learns each query's local address, so that its reply leaves from
+        // it: set before the daemon says it is ready, not when the listener starts.
+        let pktinfo = if addr.is_ipv6() {
+            setsockopt(&udp, sockopt::Ipv6RecvPacketInfo, &true)
+        } else {
+            setsockopt(&udp, sockopt::Ipv4PacketInfo, &true)
+        };
+        pktinfo.map_err(|e| err("udp")(e.into()))?;
+    }
     let bound = udp
         .local_addr()
         .and_then(|a| a.as_socket().ok_or(io::ErrorKind::InvalidData.into()));

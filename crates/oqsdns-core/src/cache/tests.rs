@@ -226,6 +226,45 @@ fn the_number_of_entries_is_bounded() {
 }
 
 #[test]
+fn a_full_cache_keeps_the_newest_answers() {
+    // One new name a millisecond, each answer living an hour: long after the cache filled, the
+    // most recent half of what it can hold must all be there. Eviction drops the answer expiring
+    // soonest among a random sample of entries; a sample always taken from the same end of the
+    // table let old answers sit forever while each new one was evicted almost at once.
+    let entries = 1600;
+    let cache = Cache::new(Limits {
+        entries,
+        keep_stale: Duration::ZERO,
+        ..LIMITS
+    });
+    let t0 = Instant::now();
+    let names = 20_000u32;
+    let at = |i: u32| t0 + Duration::from_millis(u64::from(i));
+    for i in 0..names {
+        let name = format!("n{i}.example.");
+        cache.insert(
+            key_of(&query(&name, false)),
+            &reply(&name, ResponseCode::NoError, Some(3600), None),
+            1,
+            at(i),
+        );
+    }
+    let now = at(names);
+    let newest = entries as u32 / 2;
+    let kept = (names - newest..names)
+        .filter(|i| {
+            let k = key_of(&query(&format!("n{i}.example."), false));
+            cache.get(&k, 1, now).is_some()
+        })
+        .count();
+    assert!(
+        kept >= newest as usize * 99 / 100,
+        "{kept} of the newest {newest} answers kept"
+    );
+    assert!(cache.len() <= entries, "{} entries", cache.len());
+}
+
+#[test]
 fn min_and_max_ttl_bound_the_lifetime() {
     let cache = Cache::new(Limits {
         min_ttl: 60,

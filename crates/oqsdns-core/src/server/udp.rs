@@ -140,7 +140,7 @@ struct Stopper {
 
 impl Drop for Stopper {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Release);
         // On an unconnected UDP socket Linux reports ENOTCONN but shuts the side all the same.
         let _ = socket::shutdown(self.socket.as_raw_fd(), Shutdown::Read);
     }
@@ -169,9 +169,9 @@ impl Receiver {
         let mut rx = RecvBatch::new();
         let mut replies: Vec<Reply> = Vec::with_capacity(BATCH);
         let mut upstream: Vec<Upstream> = Vec::new();
-        while !self.stop.load(Ordering::Relaxed) {
-            let count = match rx.read(&self.socket, MsgFlags::MSG_WAITFORONE) {
-                Ok(0) => break, // the receiving side was shut: stopping
+        while !self.stop.load(Ordering::Acquire) {
+            let count = match rx.read(&self.socket, MsgFlags::MSG_WAITFORONE, &self.stop) {
+                Ok(0) => continue, // stopping
                 Ok(count) => count,
                 Err(e)
                     if matches!(
@@ -313,8 +313,17 @@ impl RecvBatch {
         }
     }
 
-    /// One recvmmsg with `flags`: how many datagrams it read.
-    fn read(&mut self, socket: &std::net::UdpSocket, flags: MsgFlags) -> io::Result<usize> {
+    /// One recvmmsg with `flags`: how many datagrams it read; none once `stop` is set.
+    ///
+    /// After the socket's receiving side is shut, recvmmsg returns at once with one empty
+    /// "datagram" whose address the kernel did not write (and nix would read): `stop` is looked
+    /// at before the results.
+    fn read(
+        &mut self,
+        socket: &std::net::UdpSocket,
+        flags: MsgFlags,
+        stop: &AtomicBool,
+    ) -> io::Result<usize> {
         let Self { bufs, got } = self;
         let cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo);
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(cmsg));
@@ -328,6 +337,9 @@ impl RecvBatch {
             flags,
             None,
         )?;
+        if stop.load(Ordering::Acquire) {
+            return Ok(0);
+        }
         let mut count = 0;
         for (slot, msg) in got.iter_mut().zip(results) {
             count += 1;
@@ -341,7 +353,9 @@ impl RecvBatch {
             let mut local = Local::Unknown;
             for c in msg.cmsgs().into_iter().flatten() {
                 match c {
-                    ControlMessageOwned::Ipv4PacketInfo(info) => local = Local::V4(info.ipi_addr),
+                    ControlMessageOwned::Ipv4PacketInfo(info) => {
+                        local = Local::V4(info.ipi_spec_dst)
+                    }
                     ControlMessageOwned::Ipv6PacketInfo(info) => {
                         local = Local::V6(info.ipi6_addr, info.ipi6_ifindex)
                     }

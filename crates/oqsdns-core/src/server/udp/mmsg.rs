@@ -12,7 +12,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr;
 
 use nix::libc;
-use nix::sys::socket::{MsgFlags, SockaddrLike, SockaddrStorage};
+use nix::sys::socket::MsgFlags;
+use socket2::SockAddr;
 
 use super::{Local, Origin};
 
@@ -41,11 +42,13 @@ pub(super) fn send(fd: BorrowedFd<'_>, replies: &[Reply], flags: MsgFlags) -> io
     if n == 0 {
         return Ok(0);
     }
-    let unused = SockaddrStorage::from(SocketAddr::from(([0, 0, 0, 0], 0)));
-    let names: [SockaddrStorage; BATCH] = std::array::from_fn(|i| {
-        replies
-            .get(i)
-            .map_or(unused, |r| SockaddrStorage::from(r.origin.client))
+    // socket2's address has the exact length of its family (16 or 28 bytes).
+    let names: [SockAddr; BATCH] = std::array::from_fn(|i| {
+        SockAddr::from(
+            replies
+                .get(i)
+                .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |r| r.origin.client),
+        )
     });
     let mut iovs = [libc::iovec {
         iov_base: ptr::null_mut(),
