@@ -71,6 +71,29 @@ fn config(nw_base: &[SocketAddr], ngn: SocketAddr, internet: SocketAddr) -> Conf
     config
 }
 
+/// Three fakes that answer, for the NW-base, NGN and internet routes, and the table over them.
+async fn healthy() -> ([FakeUpstream; 3], Config) {
+    let (nw_base, ngn, internet) = (
+        upstream(true).await,
+        upstream(true).await,
+        upstream(true).await,
+    );
+    let config = config(&[nw_base.addr], ngn.addr, internet.addr);
+    ([nw_base, ngn, internet], config)
+}
+
+/// A daemon over [`healthy`] fakes that has answered `www.lineauth.mnw AAAA` twice: from the
+/// NW-base fake, then from its cache.
+async fn asked_twice() -> (Daemon, [FakeUpstream; 3]) {
+    let (upstreams, config) = healthy().await;
+    let daemon = Daemon::start(config).await;
+    let q = query("www.lineauth.mnw", RecordType::AAAA, None);
+    for _ in 0..2 {
+        client::udp(daemon.addr(), &q).await;
+    }
+    (daemon, upstreams)
+}
+
 /// Waits until `server` is `state` over both transports.
 async fn until(server: &ServerHealth, state: State) {
     let mut changes = server.subscribe();
@@ -131,12 +154,8 @@ fn promtool_accepts(test: &str, metrics: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_healthy_daemon_answers_200_and_counts_queries_and_cache_hits() {
     within(async {
-        let (nw_base, ngn, internet) = (
-            upstream(true).await,
-            upstream(true).await,
-            upstream(true).await,
-        );
-        let daemon = Daemon::start(config(&[nw_base.addr], ngn.addr, internet.addr)).await;
+        let ([nw_base, _ngn, _internet], config) = healthy().await;
+        let daemon = Daemon::start(config).await;
         let status = daemon.status.expect("status endpoint");
         until(&daemon.health("nw-base", 0), State::Up).await;
         until(&daemon.health("ngn", 0), State::Up).await;
@@ -360,12 +379,7 @@ async fn a_silent_nw_base_answers_503_with_the_checks_verdict() {
 #[tokio::test(flavor = "multi_thread")]
 async fn clients_outside_allow_are_refused_and_counted() {
     within(async {
-        let (nw_base, ngn, internet) = (
-            upstream(true).await,
-            upstream(true).await,
-            upstream(true).await,
-        );
-        let mut config = config(&[nw_base.addr], ngn.addr, internet.addr);
+        let (_upstreams, mut config) = healthy().await;
         config.server.allow = vec!["127.0.0.1/32".parse().unwrap()];
         (config.server.rate, config.server.burst) = (1, 2);
         let daemon = Daemon::start(config).await;
@@ -432,17 +446,8 @@ const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_are_openmetrics_for_a_client_that_asks() {
     within(async {
-        let (nw_base, ngn, internet) = (
-            upstream(true).await,
-            upstream(true).await,
-            upstream(true).await,
-        );
-        let daemon = Daemon::start(config(&[nw_base.addr], ngn.addr, internet.addr)).await;
+        let (daemon, [nw_base, _ngn, _internet]) = asked_twice().await;
         let status = daemon.status.unwrap();
-        let q = query("www.lineauth.mnw", RecordType::AAAA, None);
-        for _ in 0..2 {
-            client::udp(daemon.addr(), &q).await;
-        }
 
         let metrics = http::get_with(status, "/metrics", &[("Accept", PROMETHEUS_ACCEPT)]).await;
         assert_eq!(metrics.status, 200);
@@ -491,17 +496,8 @@ async fn a_prometheus_server_scrapes_the_counters() {
         return;
     };
     within(async {
-        let (nw_base, ngn, internet) = (
-            upstream(true).await,
-            upstream(true).await,
-            upstream(true).await,
-        );
-        let daemon = Daemon::start(config(&[nw_base.addr], ngn.addr, internet.addr)).await;
+        let (daemon, [nw_base, _ngn, _internet]) = asked_twice().await;
         let status = daemon.status.unwrap();
-        let q = query("www.lineauth.mnw", RecordType::AAAA, None);
-        for _ in 0..2 {
-            client::udp(daemon.addr(), &q).await;
-        }
         let prometheus = tokio::task::spawn_blocking(move || Prometheus::start(&program, status))
             .await
             .unwrap()
