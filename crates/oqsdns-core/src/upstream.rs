@@ -198,8 +198,8 @@ pub const POOLED_USES: u8 = 8;
 /// Idle sockets kept per server at most: about as many as queries under way to one server in a
 /// busy moment, so that under load sockets are closed after [`POOLED_USES`] queries rather than
 /// for want of room (with 32, the bench's 100 queries in flight opened a socket every third
-/// query). File descriptors: see `oqsdns::limits`.
-const POOLED_IDLE: usize = 128;
+/// query). The daemon counts them in its open files limit.
+pub const POOLED_IDLE: usize = 128;
 
 /// Connected UDP sockets to upstream servers, each used by one query at a time and for at most
 /// [`POOLED_USES`] queries, so a query does not pay for a socket, a bind, a connect, two

@@ -8,10 +8,9 @@
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use oqsdns_config::Config;
+use oqsdns_core::upstream::POOLED_IDLE;
 use tracing::{debug, warn};
 
-/// Idle upstream sockets the pool keeps per server at most (`oqsdns_core::upstream`).
-const POOLED_IDLE: u64 = 128;
 /// Listeners, the status endpoint, logging, the probes' sockets and some room.
 const BASE: u64 = 256;
 
@@ -25,7 +24,7 @@ pub fn needed(config: &Config) -> u64 {
         + config.forward.default.len();
     let inflight = config.server.max_inflight as u64;
     let tcp = config.server.tcp_connections as u64;
-    BASE + 2 * inflight + 2 * tcp + POOLED_IDLE * servers as u64
+    BASE + 2 * inflight + 2 * tcp + (POOLED_IDLE * servers) as u64
 }
 
 /// Raises the soft limit on open files to what `config` needs, within the hard limit; warns when

@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use nix::sys::socket::{setsockopt, sockopt};
+use oqsdns_core::server::enable_pktinfo;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// The sockets of one listen address.
@@ -48,12 +48,7 @@ fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
     if addr.ip().is_unspecified() {
         // A wildcard socket learns each query's local address, so that its reply leaves from
         // it: set before the daemon says it is ready, not when the listener starts.
-        let pktinfo = if addr.is_ipv6() {
-            setsockopt(&udp, sockopt::Ipv6RecvPacketInfo, &true)
-        } else {
-            setsockopt(&udp, sockopt::Ipv4PacketInfo, &true)
-        };
-        pktinfo.map_err(|e| err("udp")(e.into()))?;
+        enable_pktinfo(&udp, addr).map_err(err("udp"))?;
     }
     let bound = udp
         .local_addr()

@@ -4,4 +4,4 @@ mod tcp;
 mod udp;
 
 pub use tcp::{serve_tcp, TcpLimits};
-pub use udp::serve_udp;
+pub use udp::{enable_pktinfo, serve_udp};

@@ -73,8 +73,8 @@ pub async fn serve_udp(
     let local = socket.local_addr().ok();
     // Only a wildcard socket needs to be told which address a query came to: one bound to an
     // address sends from it anyway, and a reply without the control message is cheaper.
-    if local.is_some_and(|a| a.ip().is_unspecified()) {
-        if let Err(error) = enable_pktinfo(&socket) {
+    if let Some(addr) = local.filter(|a| a.ip().is_unspecified()) {
+        if let Err(error) = enable_pktinfo(&socket, addr) {
             debug!(%error, "IP_PKTINFO unavailable; replies use the routing table's source address");
         }
     }
@@ -375,8 +375,10 @@ impl RecvBatch {
     }
 }
 
-fn enable_pktinfo(socket: &UdpSocket) -> io::Result<()> {
-    if socket.local_addr()?.is_ipv6() {
+/// Makes a UDP socket bound to `local` report each datagram's local address (IP_PKTINFO /
+/// IPV6_RECVPKTINFO), so that a wildcard socket's replies leave from the address asked.
+pub fn enable_pktinfo(socket: &impl AsFd, local: SocketAddr) -> io::Result<()> {
+    if local.is_ipv6() {
         setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true)?;
     } else {
         setsockopt(socket, sockopt::Ipv4PacketInfo, &true)?;
