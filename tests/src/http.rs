@@ -1,6 +1,5 @@
 //! A minimal HTTP/1.1 client for the status endpoint (and a Prometheus server's API): one GET per
-//! connection, from a chosen source address, with a deadline. Bodies must come whole or with a
-//! `Content-Length`: chunked ones are not decoded.
+//! connection, from a chosen source address, with a deadline; a chunked body is decoded.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -70,17 +69,30 @@ async fn request(
         .await
         .ok()?
         .ok()?;
-    let text = String::from_utf8(bytes).expect("a UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n")?;
+    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8(bytes[..split].to_vec()).expect("a UTF-8 head");
     let status = head.split(' ').nth(1)?.parse().ok()?;
     let head = head.to_lowercase();
-    assert!(
-        !head.contains("transfer-encoding: chunked"),
-        "{path}: a chunked answer, which this client does not decode"
-    );
-    Some(Response {
-        status,
-        head,
-        body: body.to_string(),
-    })
+    let mut body = bytes.split_off(split + 4);
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body)?;
+    }
+    let body = String::from_utf8(body).expect("a UTF-8 body");
+    Some(Response { status, head, body })
+}
+
+/// The body of a chunked transfer (a Prometheus answer of some size is sent so).
+fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&rest[..line]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(body);
+        }
+        let chunk = rest.get(line + 2..line + 2 + size)?;
+        body.extend_from_slice(chunk);
+        rest = rest.get(line + 2 + size..)?.strip_prefix(b"\r\n")?;
+    }
 }

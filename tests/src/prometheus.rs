@@ -32,6 +32,15 @@ impl Prometheus {
     /// Starts `program` scraping `target`'s `/metrics` every second (job `oqsdns`) with its
     /// storage in a folder of its own, and waits until it listens.
     pub fn start(program: &Path, target: SocketAddr) -> Result<Self, String> {
+        Self::start_with_rules(program, target, &[])
+    }
+
+    /// [`Prometheus::start`] with the alerting `rules` files loaded, evaluated every second.
+    pub fn start_with_rules(
+        program: &Path,
+        target: SocketAddr,
+        rules: &[&Path],
+    ) -> Result<Self, String> {
         let scratch = ScratchDir::create(&format!(
             "oqsdns-prometheus-{}-{}",
             std::process::id(),
@@ -39,10 +48,16 @@ impl Prometheus {
         ))?;
         let dir = scratch.path();
         let config = dir.join("prometheus.yml");
+        let rule_files = rules
+            .iter()
+            .map(|r| format!("'{}'", r.display()))
+            .collect::<Vec<_>>()
+            .join(", ");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  \
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                 rule_files: [{rule_files}]\nscrape_configs:\n  \
                  - job_name: oqsdns\n    static_configs:\n      - targets: ['{target}']\n"
             ),
         )

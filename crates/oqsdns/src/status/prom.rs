@@ -311,6 +311,13 @@ impl Collector for Counters {
             "1 when the status verdict is all good (GET /health answers 200), else 0.",
             healthy,
         )?;
+        let prefix_changed = ConstGauge::new(u32::from(handler.prefixes().get().changed()));
+        single(
+            &mut encoder,
+            "prefix_changed",
+            "1 when the host's global IPv6 prefixes differ from those at start: line authentication must be done again (FAQ Q18), else 0.",
+            prefix_changed,
+        )?;
         let mut family = encoder.encode_descriptor(
             "build_info",
             "The running version and area, as labels; always 1.",
