@@ -50,6 +50,11 @@ enum Command {
         /// Print the findings and verdicts as JSON.
         #[arg(long)]
         json: bool,
+        /// Also write a support bundle to FILE, for the vendor: versions, the effective
+        /// configuration, this check's result, the status endpoint's recent changes, the host's
+        /// addresses.
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
     },
     /// Validate or show a configuration.
     Config {
@@ -163,7 +168,8 @@ fn main() -> ExitCode {
             area,
             server,
             json,
-        } => check(config, area, server, json),
+            bundle,
+        } => check(config, area, server, json, bundle),
         Command::Run {
             config,
             area,
@@ -215,9 +221,10 @@ fn check(
     area: Option<Area>,
     server: Option<ServerAddr>,
     json: bool,
+    bundle: Option<PathBuf>,
 ) -> ExitCode {
     let source = Source {
-        path,
+        path: path.clone(),
         area,
         listen: Vec::new(),
     };
@@ -244,6 +251,21 @@ fn check(
         print!("{}", oqsdns::check::render::json(&report));
     } else {
         print!("{}", oqsdns::check::render::text(&report));
+    }
+    if let Some(file) = bundle {
+        let text = runtime.block_on(oqsdns::check::bundle::collect(
+            &config,
+            &report,
+            path.as_deref(),
+        ));
+        if let Err(e) = std::fs::write(&file, text) {
+            eprintln!("error: cannot write {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+        eprintln!(
+            "サポート用ファイルを書きました / support bundle written: {}",
+            file.display()
+        );
     }
     if report.ok() {
         ExitCode::SUCCESS

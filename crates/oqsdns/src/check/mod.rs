@@ -5,6 +5,7 @@
 //! [`run`] does the work and returns a [`Report`]; [`render`] prints it. Every probe runs at once
 //! and waits at most `health.timeout`, so the whole check takes a few seconds.
 
+pub mod bundle;
 pub mod render;
 pub mod verdict;
 
