@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use oqsdns_tests::lab::process::Output;
-use oqsdns_tests::lab::topology::{OQSDNS_LAN4, TERMINAL6};
+use oqsdns_tests::lab::topology::{CENTRE, OQSDNS_LAN4, TERMINAL6};
 use oqsdns_tests::lab::{Area, Cut, Host, Lab};
 
 fn start(test: &str, area: Area, extra: &str) -> Option<Lab> {
@@ -130,6 +130,69 @@ fn check_nw_base_cut_off() {
         &[],
         "NGN DNS は応答しますが、オンライン資格確認NW基盤の DNS サーバーが応答しません",
         "The NGN DNS answers but the NW-base DNS servers do not",
+    );
+}
+
+/// The centre's web addresses (hweb.oqs.onshikaku.org, www.lineauth.mnw) accept TCP on port
+/// 443, then nftables drops everything to them while the DNS servers stay untouched: the names
+/// still resolve, and the verdict is the path's, not the DNS's (FAQ Q2, Q3; p.2).
+#[test]
+fn check_centre_unreachable() {
+    let Some(lab) = start("check_centre_unreachable", Area::East, "") else {
+        return;
+    };
+    let east = [CENTRE[0], CENTRE[1]];
+    assert!(lab.centre().iter().any(|a| a.ip() == east[0] && a.port() == 443));
+    let (json, ids) = check_json(&lab, Host::Oqsdns, &[], 0);
+    assert_eq!(ids, ["ok"], "{json:#}");
+    let centre = json["findings"]["centre"].as_array().expect("centre findings");
+    let seen: Vec<(String, String, bool)> = centre
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["addr"].as_str().unwrap().to_string(),
+                c["connected"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("www.lineauth.mnw".into(), east[1].to_string(), true),
+            ("hweb.oqs.onshikaku.org".into(), east[0].to_string(), true),
+        ],
+        "{json:#}"
+    );
+
+    lab.cut_off(&east, Cut::All);
+    let (json, ids) = check_json(&lab, Host::Oqsdns, &[], 1);
+    assert_eq!(ids, ["centre-unreachable"], "{json:#}");
+    let findings = &json["findings"];
+    assert_eq!(findings["daemon_udp"], true, "{json:#}");
+    assert_eq!(findings["daemon_tcp"], true, "{json:#}");
+    for route in findings["routes"].as_array().unwrap() {
+        for server in route["servers"].as_array().unwrap() {
+            assert!(
+                server["udp"] == true && server["tcp"] == true,
+                "every DNS server still answers: {json:#}"
+            );
+        }
+    }
+    assert!(findings["centre"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["connected"] == false && c["error"] == "timed out"));
+    let verdict = &json["verdicts"][0];
+    assert_eq!(verdict["call_vendor"], true);
+    assert!(verdict["en"].as_str().unwrap().contains(&format!("[{}]:443", east[0])));
+    check_text(
+        &lab,
+        Host::Oqsdns,
+        &[],
+        "センターの TCP 443 番（HTTPS）に接続できません",
+        "TCP port 443 (HTTPS) of the centre cannot be connected to",
     );
 }
 
