@@ -370,7 +370,20 @@ async fn a_silent_nw_base_answers_503_with_the_checks_verdict() {
             page.contains("オンライン資格確認NW基盤の DNS サーバーが応答しません"),
             "{page}"
         );
-        assert!(page.contains("停止"));
+        // Words read on a phone: what the staff sees, not the configuration's names.
+        for words in [
+            "応答なし",
+            "予備（他が応答しない場合のみ）",
+            "オンライン資格確認NW基盤",
+            "優先DNSサーバー",
+            "次にすること",
+            "システムベンダーへの連絡: 必要",
+        ] {
+            assert!(page.contains(words), "no {words:?} in {page}");
+        }
+        for words in ["停止", "最後に試す", "ルート nw-base", "https://www.lineauth.mnw"] {
+            assert!(!page.contains(words), "{words:?} in {page}");
+        }
         daemon.stop().await;
     })
     .await;
@@ -634,10 +647,10 @@ async fn the_page_in_headless_chromium_shows_names_states_and_the_verdict() {
             &primary.addr.to_string(),
             &alternate.addr.to_string(),
             "正常",
-            "停止",
+            "応答なし",
             "● OK",
             "✕ NG",
-            "ルート nw-base の一部の DNS サーバーが応答しません",
+            "一部の DNS サーバーが応答しません（転送先: オンライン資格確認NW基盤",
             "最近の状態変化",
         ] {
             assert!(
@@ -664,7 +677,7 @@ async fn the_page_in_headless_chromium_shows_names_states_and_the_verdict() {
         .await
         .unwrap();
         assert!(
-            english.contains("Some servers of route nw-base do not answer"),
+            english.contains("Some DNS servers of the NW-base (Online Qualification network) do not answer"),
             "{english}"
         );
         assert!(english.contains("Upstream DNS servers") && english.contains("down"));

@@ -497,7 +497,7 @@ pub fn verdicts(f: &Findings) -> Vec<Verdict> {
                 id::ROUTE_DOWN,
                 Words {
                     ja: format!(
-                        "転送先: {ja} のどの DNS サーバーも応答しません（{servers}）。この転送先の名前は\
+                        "どの DNS サーバーも応答しません（転送先: {ja}、{servers}）。この転送先の名前は\
                          解決できません。"
                     ),
                     en: format!(
@@ -523,7 +523,7 @@ pub fn verdicts(f: &Findings) -> Vec<Verdict> {
                     id::SERVER_DOWN,
                     Words {
                         ja: format!(
-                            "転送先: {ja} の一部の DNS サーバーが応答しません（{servers}）。もう一方\
+                            "一部の DNS サーバーが応答しません（転送先: {ja}、{servers}）。もう一方\
                              （優先DNSサーバー／代替DNSサーバー）が応答しているため名前解決は続きます。"
                         ),
                         en: format!(

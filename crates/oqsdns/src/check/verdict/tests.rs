@@ -362,7 +362,7 @@ fn routes_are_named_as_the_guide_names_them() {
     let mut f = healthy();
     nw_base(&mut f).servers[1] = server(NW2, false, false);
     let v = verdicts(&f);
-    assert!(v[0].ja.contains("転送先: オンライン資格確認NW基盤"), "{}", v[0].ja);
+    assert!(v[0].ja.contains("（転送先: オンライン資格確認NW基盤、"), "{}", v[0].ja);
     assert!(!v[0].ja.contains("ルート nw-base"), "{}", v[0].ja);
     assert!(v[0].ja.contains("優先DNSサーバー／代替DNSサーバー"));
 }
