@@ -102,6 +102,41 @@ impl Netns {
         })
     }
 
+    /// `GET path` over HTTP/1.1 to `addr` from inside the namespace (a thread of this process
+    /// enters it): the status code and the body, within `limit`.
+    pub fn http_get(
+        &self,
+        addr: std::net::SocketAddr,
+        path: &str,
+        limit: Duration,
+    ) -> Result<(u16, String), String> {
+        use std::io::{Read as _, Write as _};
+        let ns_path = Path::new("/run/netns").join(&self.name);
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&ns_path)
+                .map_err(|e| format!("cannot open {}: {e}", ns_path.display()))?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("cannot enter {}: {e}", ns_path.display()))?;
+            let mut stream = std::net::TcpStream::connect_timeout(&addr, limit)
+                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            stream.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
+            stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+            let mut reply = Vec::new();
+            stream.read_to_end(&mut reply).map_err(|e| format!("reading from {addr}: {e}"))?;
+            let reply = String::from_utf8_lossy(&reply).into_owned();
+            let (head, body) = reply.split_once("\r\n\r\n").ok_or("no HTTP head")?;
+            let code = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| format!("no status in {head:?}"))?;
+            Ok((code, body.to_string()))
+        })
+        .join()
+        .map_err(|_| "the HTTP thread panicked".to_string())?
+    }
+
     fn pids(&self) -> Vec<String> {
         let mut cmd = Command::new(&self.ip);
         cmd.args(["netns", "pids", &self.name]);
