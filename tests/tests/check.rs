@@ -165,7 +165,10 @@ async fn nw_base_failing_while_ngn_answers() {
     let text = render::text(&report);
     // Not "do line authentication": www.lineauth.mnw cannot resolve in this state.
     assert!(!text.contains("https://www.lineauth.mnw"), "{text}");
-    assert!(text.contains("FAQ Q3") && text.contains("FAQ Q21"), "{text}");
+    assert!(
+        text.contains("FAQ Q3") && text.contains("FAQ Q21"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -142,10 +142,15 @@ fn check_centre_unreachable() {
         return;
     };
     let east = [CENTRE[0], CENTRE[1]];
-    assert!(lab.centre().iter().any(|a| a.ip() == east[0] && a.port() == 443));
+    assert!(lab
+        .centre()
+        .iter()
+        .any(|a| a.ip() == east[0] && a.port() == 443));
     let (json, ids) = check_json(&lab, Host::Oqsdns, &[], 0);
     assert_eq!(ids, ["ok"], "{json:#}");
-    let centre = json["findings"]["centre"].as_array().expect("centre findings");
+    let centre = json["findings"]["centre"]
+        .as_array()
+        .expect("centre findings");
     let seen: Vec<(String, String, bool)> = centre
         .iter()
         .map(|c| {
@@ -186,7 +191,10 @@ fn check_centre_unreachable() {
         .all(|c| c["connected"] == false && c["error"] == "timed out"));
     let verdict = &json["verdicts"][0];
     assert_eq!(verdict["call_vendor"], true);
-    assert!(verdict["en"].as_str().unwrap().contains(&format!("[{}]:443", east[0])));
+    assert!(verdict["en"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("[{}]:443", east[0])));
     check_text(
         &lab,
         Host::Oqsdns,
@@ -242,9 +250,9 @@ fn health_centre_unreachable() {
         return;
     };
     let connected = |json: &serde_json::Value, want: bool| {
-        json["centre"].as_array().is_some_and(|c| {
-            c.len() == 2 && c.iter().all(|c| c["connected"] == want)
-        })
+        json["centre"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["connected"] == want))
     };
     let (code, json) = health_until(&lab, "both centre addresses connected", |j| {
         connected(j, true) && verdict_ids(j) == ["ok"]
@@ -268,7 +276,10 @@ fn health_centre_unreachable() {
         }
     }
     let (_, page) = lab.http_get(Host::Oqsdns, "[::1]:9153".parse().unwrap(), "/");
-    assert!(page.contains("センターへの接続（TCP 443 番）") && page.contains("timed out"), "{page}");
+    assert!(
+        page.contains("センターへの接続（TCP 443 番）") && page.contains("timed out"),
+        "{page}"
+    );
 
     lab.restore();
     let (code, json) = health_until(&lab, "the centre connected again", |j| connected(j, true));

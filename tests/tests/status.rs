@@ -381,7 +381,12 @@ async fn a_silent_nw_base_answers_503_with_the_checks_verdict() {
         ] {
             assert!(page.contains(words), "no {words:?} in {page}");
         }
-        for words in ["停止", "最後に試す", "ルート nw-base", "https://www.lineauth.mnw"] {
+        for words in [
+            "停止",
+            "最後に試す",
+            "ルート nw-base",
+            "https://www.lineauth.mnw",
+        ] {
             assert!(!page.contains(words), "{words:?} in {page}");
         }
         daemon.stop().await;
@@ -677,7 +682,9 @@ async fn the_page_in_headless_chromium_shows_names_states_and_the_verdict() {
         .await
         .unwrap();
         assert!(
-            english.contains("Some DNS servers of the NW-base (Online Qualification network) do not answer"),
+            english.contains(
+                "Some DNS servers of the NW-base (Online Qualification network) do not answer"
+            ),
             "{english}"
         );
         assert!(english.contains("Upstream DNS servers") && english.contains("down"));
@@ -725,9 +732,18 @@ async fn the_clients_seen_recently_are_listed_per_terminal() {
         let status = daemon.status.unwrap();
         let ask = |name: &str| query(name, RecordType::AAAA, None);
         let server = daemon.addr();
-        assert_eq!(udp_from("127.0.0.1", server, &ask("www.lineauth.mnw")).await, 0);
-        assert_eq!(udp_from("127.0.0.1", server, &ask("www.lineauth.mnw")).await, 0);
-        assert_eq!(udp_from("127.0.0.2", server, &ask("internet.example")).await, 0);
+        assert_eq!(
+            udp_from("127.0.0.1", server, &ask("www.lineauth.mnw")).await,
+            0
+        );
+        assert_eq!(
+            udp_from("127.0.0.1", server, &ask("www.lineauth.mnw")).await,
+            0
+        );
+        assert_eq!(
+            udp_from("127.0.0.2", server, &ask("internet.example")).await,
+            0
+        );
         assert_ne!(
             udp_from("127.0.0.2", server, &ask("broken.lineauth.mnw")).await,
             0
@@ -745,7 +761,10 @@ async fn the_clients_seen_recently_are_listed_per_terminal() {
         assert_eq!(clients.len(), 2, "{clients:?}");
         assert_eq!(clients[0]["addr"], "127.0.0.2", "the most recent first");
         let (one, two) = (row("127.0.0.1"), row("127.0.0.2"));
-        assert_eq!((one["queries"].as_u64(), two["queries"].as_u64()), (Some(2), Some(2)));
+        assert_eq!(
+            (one["queries"].as_u64(), two["queries"].as_u64()),
+            (Some(2), Some(2))
+        );
         assert_eq!(one["table"], "answered", "{one}");
         assert_eq!(one["table_answered"], true);
         assert_eq!(two["table"], "failed", "{two}");
@@ -769,8 +788,7 @@ async fn the_clients_seen_recently_are_listed_per_terminal() {
         let daemon = Daemon::start(off).await;
         let status = daemon.status.unwrap();
         udp_from("127.0.0.2", daemon.addr(), &ask("www.lineauth.mnw")).await;
-        let json: Value =
-            serde_json::from_str(&http::get(status, "/health").await.body).unwrap();
+        let json: Value = serde_json::from_str(&http::get(status, "/health").await.body).unwrap();
         assert!(json["clients"].is_null(), "{json:#}");
         let page = http::get(status, "/").await.body;
         assert!(page.contains("[status] clients = false") && !page.contains("127.0.0.2"));

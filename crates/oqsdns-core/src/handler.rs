@@ -146,7 +146,8 @@ impl Handler {
             let outcome = answer.as_deref().map_or(TableAnswer::Pending, |a| {
                 TableAnswer::of_rcode(crate::wire::rcode_of(a))
             });
-            self.clients.query(client.ip(), now, table.then_some(outcome));
+            self.clients
+                .query(client.ip(), now, table.then_some(outcome));
         }
         match answer {
             Some(answer) => Step::Done(Some(answer)),

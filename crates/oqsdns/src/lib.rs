@@ -201,7 +201,10 @@ fn watch_centre(
             .flat_map(|g| g.servers.iter())
             .map(|s| s.history.last_probes())
             .collect();
-        let results: Vec<_> = probes.iter().flat_map(|p| p.udp.iter().chain(&p.tcp)).collect();
+        let results: Vec<_> = probes
+            .iter()
+            .flat_map(|p| p.udp.iter().chain(&p.tcp))
+            .collect();
         reach::targets_of(&results)
     };
     async move {

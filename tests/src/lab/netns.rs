@@ -120,10 +120,16 @@ impl Netns {
                 .map_err(|e| format!("cannot enter {}: {e}", ns_path.display()))?;
             let mut stream = std::net::TcpStream::connect_timeout(&addr, limit)
                 .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-            stream.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
-            stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+            stream
+                .set_read_timeout(Some(limit))
+                .map_err(|e| e.to_string())?;
+            stream
+                .write_all(request.as_bytes())
+                .map_err(|e| e.to_string())?;
             let mut reply = Vec::new();
-            stream.read_to_end(&mut reply).map_err(|e| format!("reading from {addr}: {e}"))?;
+            stream
+                .read_to_end(&mut reply)
+                .map_err(|e| format!("reading from {addr}: {e}"))?;
             let reply = String::from_utf8_lossy(&reply).into_owned();
             let (head, body) = reply.split_once("\r\n\r\n").ok_or("no HTTP head")?;
             let code = head

@@ -28,7 +28,12 @@ impl Lab {
         self.net
             .ns(host)
             .http_get(addr, path, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("GET {path} from {host:?}: {e}\n--- oqsdns log ---\n{}", self.oqsdns_log()))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "GET {path} from {host:?}: {e}\n--- oqsdns log ---\n{}",
+                    self.oqsdns_log()
+                )
+            })
     }
 
     /// Runs `ip -n <host's namespace> <args>`; panics when it fails.

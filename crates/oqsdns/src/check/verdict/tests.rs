@@ -117,7 +117,11 @@ fn ids(f: &Findings) -> Vec<&'static str> {
             "{}: the Japanese next step says whether to call the vendor",
             verdict.id
         );
-        assert!(id::ALL.contains(&verdict.id), "{} is not in id::ALL", verdict.id);
+        assert!(
+            id::ALL.contains(&verdict.id),
+            "{} is not in id::ALL",
+            verdict.id
+        );
         assert!(
             !verdict.reference.is_empty(),
             "{}: no reference",
@@ -166,11 +170,19 @@ fn nw_base_dead_with_ngn_alive_names_the_guides_causes_not_line_authentication()
     for text in [&v.ja, &v.en, &v.action_ja, &v.action_en] {
         assert!(!text.contains("lineauth.mnw"), "{text}");
     }
-    for cited in ["1-1 手順2 (p.1)", "FAQ Q3", "手順1 (p.2)", "FAQ Q20", "FAQ Q21"] {
+    for cited in [
+        "1-1 手順2 (p.1)",
+        "FAQ Q3",
+        "手順1 (p.2)",
+        "FAQ Q20",
+        "FAQ Q21",
+    ] {
         assert!(v.reference.contains(cited), "{cited} in {}", v.reference);
     }
     assert!(v.action_ja.contains("お客さまID") && v.action_ja.contains("IPv6 に対応"));
-    assert!(v.action_ja.contains("ネットワークサポートデスク") && v.action_en.contains("0120-220-571"));
+    assert!(
+        v.action_ja.contains("ネットワークサポートデスク") && v.action_en.contains("0120-220-571")
+    );
     assert!(v.call_vendor);
 }
 
@@ -281,7 +293,10 @@ fn a_changed_prefix_follows_q18_step_by_step() {
     assert!(v[0].ja.contains("https://www.lineauth.mnw") && v[0].en.contains("again"));
     let a = &v[0].action_ja;
     assert!(a.contains("https://www.lineauth.mnw"), "{a}");
-    assert!(a.contains("「認証済みです。」と表示されれば、回線認証の対応は不要です"), "{a}");
+    assert!(
+        a.contains("「認証済みです。」と表示されれば、回線認証の対応は不要です"),
+        "{a}"
+    );
     assert!(a.contains("「希望する」を押し"), "{a}");
     assert!(!v[0].call_vendor, "staff can do it themselves");
 }
@@ -292,7 +307,11 @@ fn no_ipv6_cites_step_2_and_dhcp_pd_behind_a_hikari_denwa_router() {
     f.host_global_ipv6 = false;
     let v = verdicts(&f);
     assert_eq!(ids(&f), [id::NO_IPV6]);
-    assert!(v[0].reference.starts_with("手順2 (p.3), FAQ Q1"), "{}", v[0].reference);
+    assert!(
+        v[0].reference.starts_with("手順2 (p.3), FAQ Q1"),
+        "{}",
+        v[0].reference
+    );
     assert!(v[0].action_ja.contains("ひかり電話") && v[0].action_ja.contains("DHCP-PD"));
     assert!(v[0].action_en.contains("DHCPv6-PD") && v[0].action_en.contains("not RA"));
 }
@@ -301,12 +320,22 @@ fn no_ipv6_cites_step_2_and_dhcp_pd_behind_a_hikari_denwa_router() {
 fn ok_says_what_it_checked_and_no_more() {
     let mut f = healthy();
     let v = verdicts(&f);
-    assert!(v[0].ja.contains("確認したのは名前解決と、センターの TCP 443 番への接続だけです"));
+    assert!(v[0]
+        .ja
+        .contains("確認したのは名前解決と、センターの TCP 443 番への接続だけです"));
     f.centre.clear();
     let v = verdicts(&f);
     assert_eq!(v[0].id, id::OK);
-    assert!(v[0].ja.contains("確認したのは名前解決だけです"), "{}", v[0].ja);
-    assert!(v[0].en.contains("only name resolution was checked"), "{}", v[0].en);
+    assert!(
+        v[0].ja.contains("確認したのは名前解決だけです"),
+        "{}",
+        v[0].ja
+    );
+    assert!(
+        v[0].en.contains("only name resolution was checked"),
+        "{}",
+        v[0].en
+    );
     assert!(!v[0].call_vendor);
 }
 
@@ -352,8 +381,14 @@ fn openwrt_shows_its_own_commands() {
     f.openwrt = true;
     let openwrt = &verdicts(&f)[0];
     for text in [&openwrt.action_ja, &openwrt.action_en] {
-        assert!(text.contains("/etc/init.d/oqsdns") && text.contains("logread -e oqsdns"), "{text}");
-        assert!(!text.contains("systemctl") && !text.contains("journalctl"), "{text}");
+        assert!(
+            text.contains("/etc/init.d/oqsdns") && text.contains("logread -e oqsdns"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("systemctl") && !text.contains("journalctl"),
+            "{text}"
+        );
     }
 }
 
@@ -362,7 +397,11 @@ fn routes_are_named_as_the_guide_names_them() {
     let mut f = healthy();
     nw_base(&mut f).servers[1] = server(NW2, false, false);
     let v = verdicts(&f);
-    assert!(v[0].ja.contains("（転送先: オンライン資格確認NW基盤、"), "{}", v[0].ja);
+    assert!(
+        v[0].ja.contains("（転送先: オンライン資格確認NW基盤、"),
+        "{}",
+        v[0].ja
+    );
     assert!(!v[0].ja.contains("ルート nw-base"), "{}", v[0].ja);
     assert!(v[0].ja.contains("優先DNSサーバー／代替DNSサーバー"));
 }
