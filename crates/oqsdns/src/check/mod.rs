@@ -1,6 +1,8 @@
 //! `oqsdns check`: the guide's step-7 suite (手順7, pp.12–13) through the running daemon, as a
 //! terminal asks, and straight to every configured upstream over UDP and TCP; the daemon's own
-//! view from `status.oqsdns. CH TXT`; and a verdict in Japanese and English.
+//! view from `status.oqsdns. CH TXT`; a TCP connection to port 443 of the centre's addresses
+//! as the daemon resolved them (with an area's table); and a verdict in Japanese and English,
+//! each with its next step.
 //!
 //! [`run`] does the work and returns a [`Report`]; [`render`] prints it. Every probe runs at once
 //! and waits at most `health.timeout`, so the whole check takes a few seconds.

@@ -93,13 +93,13 @@ const JA: Words = Words {
     centre_none: "まだ確認していません（名前の解決を待っています）。",
     connected: "接続",
     clients: "oqsdns を使っている端末",
-    clients_note: "最近問い合わせた端末（オンライン資格確認端末など）",
+    clients_note: "最近問い合わせた端末（オンライン資格確認端末など）。オン資の名前: 接続ガイドの表（手順3）の転送先で解決する名前",
     clients_none: "まだどの端末からも問い合わせがありません。",
     clients_off: "表示しない設定です（[status] clients = false）。",
     client: "端末のアドレス",
     last_query: "最後の問合せ (JST)",
     queries: "問合せ数",
-    table_answer: "オン資の名前の最後の解決",
+    table_answer: "オン資の名前の解決（最後）",
 };
 
 const EN: Words = Words {
@@ -135,13 +135,13 @@ const EN: Words = Words {
     centre_none: "Not checked yet (waiting for the names to resolve).",
     connected: "Connected",
     clients: "Terminals using oqsdns",
-    clients_note: "clients that asked recently (the qualification terminals and others)",
+    clients_note: "clients that asked recently (the qualification terminals and others); the guide's names are those of the table's routes (step 3)",
     clients_none: "No client has asked yet.",
     clients_off: "Not listed ([status] clients = false).",
     client: "Address",
     last_query: "Last query (JST)",
     queries: "Queries",
-    table_answer: "Last オン資 name",
+    table_answer: "Last name of the guide's table",
 };
 
 const STYLE: &str = "body{font-family:'Hiragino Sans','Yu Gothic UI',Meiryo,'IPAPGothic',sans-serif;margin:1.5em;color:#222;background:#fafafa}\
