@@ -390,7 +390,8 @@ pub fn verdicts(f: &Findings) -> Vec<Verdict> {
                     .into(),
                 action_ja: format!(
                     "考えられる原因を順に確認してください。(1) 回線がまだ接続対象として登録されていない: \
-                     医療機関等向けポータルサイトの申請で「電気通信回線種別」が「1：IP-VPN回線事業者」か、\
+                     医療機関等向けポータルサイトの申請で「電気通信回線種別」が「1：IP-VPN回線事業者（NTTなど。\
+                     ただし、CTC・QTnetを除く）」か、\
                      接続に使う回線の「お客さまID」か（1-1 手順2, p.1。申請の反映には1週間程度かかります）。\
                      (2) 回線タイプやフレッツ・v6オプションが対象外（FAQ Q3, 1-1 手順1, p.1）。\
                      (3) 経路上の機器（ビジネスホン主装置・UTM など）が IPv6 に対応していない（手順1, p.2）。\
@@ -574,13 +575,15 @@ pub fn verdicts(f: &Findings) -> Vec<Verdict> {
                      authentication (回線認証) again at https://www.lineauth.mnw."
                     .into(),
                 action_ja: "オンライン資格確認端末のブラウザ（Microsoft Edge）で https://www.lineauth.mnw を\
-                            開いてください。「認証済みです。」と表示されれば、回線認証の対応は不要です。\
-                            「希望する／希望しない」の画面が表示されたら「希望する」を押し、「回線認証が成功しました。」\
+                            開いてください。「認証済みです。」と表示されれば、回線認証の対応は不要です\
+                            （それでもオンライン資格確認システムに接続できない場合は、ネットワークやシステム側の影響が\
+                            考えられるため問い合わせてください）。「希望する／希望しない」の画面が表示されたら「希望する」を押し、「回線認証が成功しました。」\
                             と表示されることを確認してください（FAQ Q18, 3-1 手順1, p.14）。"
                     .into(),
                 action_en: "On the terminal's browser (Microsoft Edge) open https://www.lineauth.mnw. \
                             If it says \"認証済みです。\" (already authenticated), there is nothing to \
-                            do. If it shows the \"希望する/希望しない\" (wish / do not wish) screen, \
+                            do (if the system still cannot be reached, the network or system side \
+                            may be at fault: ask the support desk). If it shows the \"希望する/希望しない\" (wish / do not wish) screen, \
                             choose \"希望する\" and check that it says \"回線認証が成功しました。\" \
                             (FAQ Q18; 3-1 step 1, p.14)."
                     .into(),
