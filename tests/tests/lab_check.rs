@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use oqsdns_tests::lab::process::Output;
-use oqsdns_tests::lab::topology::{OQSDNS_LAN4, TERMINAL6};
+use oqsdns_tests::lab::topology::{CENTRE, OQSDNS_LAN4, TERMINAL6};
 use oqsdns_tests::lab::{Area, Cut, Host, Lab};
 
 fn start(test: &str, area: Area, extra: &str) -> Option<Lab> {
@@ -131,6 +131,159 @@ fn check_nw_base_cut_off() {
         "NGN DNS は応答しますが、オンライン資格確認NW基盤の DNS サーバーが応答しません",
         "The NGN DNS answers but the NW-base DNS servers do not",
     );
+}
+
+/// The centre's web addresses (hweb.oqs.onshikaku.org, www.lineauth.mnw) accept TCP on port
+/// 443, then nftables drops everything to them while the DNS servers stay untouched: the names
+/// still resolve, and the verdict is the path's, not the DNS's (FAQ Q2, Q3; p.2).
+#[test]
+fn check_centre_unreachable() {
+    let Some(lab) = start("check_centre_unreachable", Area::East, "") else {
+        return;
+    };
+    let east = [CENTRE[0], CENTRE[1]];
+    assert!(lab
+        .centre()
+        .iter()
+        .any(|a| a.ip() == east[0] && a.port() == 443));
+    let (json, ids) = check_json(&lab, Host::Oqsdns, &[], 0);
+    assert_eq!(ids, ["ok"], "{json:#}");
+    let centre = json["findings"]["centre"]
+        .as_array()
+        .expect("centre findings");
+    let seen: Vec<(String, String, bool)> = centre
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["addr"].as_str().unwrap().to_string(),
+                c["connected"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("www.lineauth.mnw".into(), east[1].to_string(), true),
+            ("hweb.oqs.onshikaku.org".into(), east[0].to_string(), true),
+        ],
+        "{json:#}"
+    );
+
+    lab.cut_off(&east, Cut::All);
+    let (json, ids) = check_json(&lab, Host::Oqsdns, &[], 1);
+    assert_eq!(ids, ["centre-unreachable"], "{json:#}");
+    let findings = &json["findings"];
+    assert_eq!(findings["daemon_udp"], true, "{json:#}");
+    assert_eq!(findings["daemon_tcp"], true, "{json:#}");
+    for route in findings["routes"].as_array().unwrap() {
+        for server in route["servers"].as_array().unwrap() {
+            assert!(
+                server["udp"] == true && server["tcp"] == true,
+                "every DNS server still answers: {json:#}"
+            );
+        }
+    }
+    assert!(findings["centre"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["connected"] == false && c["error"] == "timed out"));
+    let verdict = &json["verdicts"][0];
+    assert_eq!(verdict["call_vendor"], true);
+    assert!(verdict["en"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("[{}]:443", east[0])));
+    check_text(
+        &lab,
+        Host::Oqsdns,
+        &[],
+        "センターの TCP 443 番（HTTPS）に接続できません",
+        "TCP port 443 (HTTPS) of the centre cannot be connected to",
+    );
+}
+
+/// `/health` until `done` says yes about its JSON, within 30 s (the probes run every 2 s).
+fn health_until(
+    lab: &Lab,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> (u16, serde_json::Value) {
+    let status = "[::1]:9153".parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = lab.http_get(Host::Oqsdns, status, "/health");
+        let json: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("/health is not JSON ({e}): {body}"));
+        if done(&json) {
+            return (code, json);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/health never showed {what}: {json:#}\n--- oqsdns log ---\n{}",
+            lab.oqsdns_log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn verdict_ids(json: &serde_json::Value) -> Vec<String> {
+    json["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The daemon's own loop connects to the centre at the health interval: `/health` says 200
+/// with both addresses connected, 503 with `centre-unreachable` (and every server up) once
+/// nftables drops them, and 200 again when they pass.
+#[test]
+fn health_centre_unreachable() {
+    let Some(lab) = start(
+        "health_centre_unreachable",
+        Area::East,
+        "\n[health]\ninterval = \"2s\"\n\n[status]\nlisten = \"[::1]:9153\"\n",
+    ) else {
+        return;
+    };
+    let connected = |json: &serde_json::Value, want: bool| {
+        json["centre"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["connected"] == want))
+    };
+    let (code, json) = health_until(&lab, "both centre addresses connected", |j| {
+        connected(j, true) && verdict_ids(j) == ["ok"]
+    });
+    assert_eq!(code, 200, "{json:#}");
+    let names: Vec<&str> = json["centre"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"hweb.oqs.onshikaku.org") && names.contains(&"www.lineauth.mnw"));
+
+    lab.cut_off(&[CENTRE[0], CENTRE[1]], Cut::All);
+    let (code, json) = health_until(&lab, "centre-unreachable", |j| connected(j, false));
+    assert_eq!(code, 503, "{json:#}");
+    assert_eq!(verdict_ids(&json), ["centre-unreachable"], "{json:#}");
+    for route in json["routes"].as_array().unwrap() {
+        for server in route["servers"].as_array().unwrap() {
+            assert_eq!(server["state"], "up", "the DNS is not blamed: {json:#}");
+        }
+    }
+    let (_, page) = lab.http_get(Host::Oqsdns, "[::1]:9153".parse().unwrap(), "/");
+    assert!(
+        page.contains("センターへの接続（TCP 443 番）") && page.contains("timed out"),
+        "{page}"
+    );
+
+    lab.restore();
+    let (code, json) = health_until(&lab, "the centre connected again", |j| connected(j, true));
+    assert_eq!(code, 200, "{json:#}");
 }
 
 /// DNS over TCP to the NW-base servers dropped, UDP passing (pp.12–13).

@@ -370,7 +370,25 @@ async fn a_silent_nw_base_answers_503_with_the_checks_verdict() {
             page.contains("オンライン資格確認NW基盤の DNS サーバーが応答しません"),
             "{page}"
         );
-        assert!(page.contains("停止"));
+        // Words read on a phone: what the staff sees, not the configuration's names.
+        for words in [
+            "応答なし",
+            "予備（他が応答しない場合のみ）",
+            "オンライン資格確認NW基盤",
+            "優先DNSサーバー",
+            "次にすること",
+            "システムベンダーへの連絡: 必要",
+        ] {
+            assert!(page.contains(words), "no {words:?} in {page}");
+        }
+        for words in [
+            "停止",
+            "最後に試す",
+            "ルート nw-base",
+            "https://www.lineauth.mnw",
+        ] {
+            assert!(!page.contains(words), "{words:?} in {page}");
+        }
         daemon.stop().await;
     })
     .await;
@@ -634,10 +652,10 @@ async fn the_page_in_headless_chromium_shows_names_states_and_the_verdict() {
             &primary.addr.to_string(),
             &alternate.addr.to_string(),
             "正常",
-            "停止",
+            "応答なし",
             "● OK",
             "✕ NG",
-            "ルート nw-base の一部の DNS サーバーが応答しません",
+            "一部の DNS サーバーが応答しません（転送先: オンライン資格確認NW基盤",
             "最近の状態変化",
         ] {
             assert!(
@@ -664,10 +682,116 @@ async fn the_page_in_headless_chromium_shows_names_states_and_the_verdict() {
         .await
         .unwrap();
         assert!(
-            english.contains("Some servers of route nw-base do not answer"),
+            english.contains(
+                "Some DNS servers of the NW-base (Online Qualification network) do not answer"
+            ),
             "{english}"
         );
         assert!(english.contains("Upstream DNS servers") && english.contains("down"));
+        daemon.stop().await;
+    })
+    .await;
+}
+
+/// Sends `query` to `server` over UDP from `source` (port 0) and waits for the reply.
+async fn udp_from(source: &str, server: SocketAddr, query: &hickory_proto::op::Message) -> u8 {
+    let socket = tokio::net::UdpSocket::bind(format!("{source}:0"))
+        .await
+        .unwrap();
+    socket
+        .send_to(&query.to_vec().unwrap(), server)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(10), socket.recv_from(&mut buf))
+        .await
+        .expect("a reply within 10 s")
+        .unwrap();
+    assert!(n >= 4, "a DNS reply");
+    buf[3] & 0xF
+}
+
+/// Two terminals on 127.0.0.1 and 127.0.0.2: the first asks an オン資 name that resolves, the
+/// second an internet name and then an オン資 name that the NW-base refuses. `/health` and the
+/// page list both, the most recent first, with their counts and whether their last オン資
+/// query was answered; `[status] clients = false` lists none.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_clients_seen_recently_are_listed_per_terminal() {
+    within(async {
+        let nw_base = FakeUpstream::start(|q, _| {
+            if fake::qname(q).to_ascii().starts_with("broken.") {
+                Action::Reply(fake::rcode(q, ResponseCode::Refused))
+            } else {
+                Action::Reply(fake::reply(q, fake::aaaa_records(q, 1)))
+            }
+        })
+        .await;
+        let (ngn, internet) = (upstream(true).await, upstream(true).await);
+        let config = config(&[nw_base.addr], ngn.addr, internet.addr);
+        let daemon = Daemon::start(config.clone()).await;
+        let status = daemon.status.unwrap();
+        let ask = |name: &str| query(name, RecordType::AAAA, None);
+        let server = daemon.addr();
+        assert_eq!(
+            udp_from("127.0.0.1", server, &ask("www.lineauth.mnw")).await,
+            0
+        );
+        assert_eq!(
+            udp_from("127.0.0.1", server, &ask("www.lineauth.mnw")).await,
+            0
+        );
+        assert_eq!(
+            udp_from("127.0.0.2", server, &ask("internet.example")).await,
+            0
+        );
+        assert_ne!(
+            udp_from("127.0.0.2", server, &ask("broken.lineauth.mnw")).await,
+            0
+        );
+
+        let health = http::get(status, "/health").await;
+        let json: Value = serde_json::from_str(&health.body).unwrap();
+        let clients = json["clients"].as_array().expect("a clients list");
+        let row = |addr: &str| {
+            clients
+                .iter()
+                .find(|c| c["addr"] == addr)
+                .unwrap_or_else(|| panic!("no {addr} in {clients:?}"))
+        };
+        assert_eq!(clients.len(), 2, "{clients:?}");
+        assert_eq!(clients[0]["addr"], "127.0.0.2", "the most recent first");
+        let (one, two) = (row("127.0.0.1"), row("127.0.0.2"));
+        assert_eq!(
+            (one["queries"].as_u64(), two["queries"].as_u64()),
+            (Some(2), Some(2))
+        );
+        assert_eq!(one["table"], "answered", "{one}");
+        assert_eq!(one["table_answered"], true);
+        assert_eq!(two["table"], "failed", "{two}");
+        assert_eq!(two["table_answered"], false);
+        assert!(one["last"]["jst"].as_str().unwrap().ends_with("+09:00"));
+
+        let page = http::get(status, "/").await.body;
+        for words in [
+            "oqsdns を使っている端末",
+            "127.0.0.1",
+            "127.0.0.2",
+            "解決できた",
+            "解決できなかった",
+        ] {
+            assert!(page.contains(words), "no {words:?} in {page}");
+        }
+        daemon.stop().await;
+
+        let mut off = config;
+        off.status.as_mut().unwrap().clients = false;
+        let daemon = Daemon::start(off).await;
+        let status = daemon.status.unwrap();
+        udp_from("127.0.0.2", daemon.addr(), &ask("www.lineauth.mnw")).await;
+        let json: Value = serde_json::from_str(&http::get(status, "/health").await.body).unwrap();
+        assert!(json["clients"].is_null(), "{json:#}");
+        let page = http::get(status, "/").await.body;
+        assert!(page.contains("[status] clients = false") && !page.contains("127.0.0.2"));
         daemon.stop().await;
     })
     .await;

@@ -102,6 +102,10 @@ pub struct StatusConfig {
     /// HTTP connections served at once; past it new ones are closed at once.
     #[serde(default = "default_status_connections")]
     pub connections: usize,
+    /// List the clients seen recently (address, last query, queries, whether their last query
+    /// for a name of the guide's table was answered) on the page and in `/health`.
+    #[serde(default = "default_true")]
+    pub clients: bool,
 }
 
 /// The port Prometheus exporters of DNS servers use (CoreDNS's `prometheus` plugin).
@@ -117,6 +121,7 @@ impl StatusConfig {
         Self {
             listen,
             connections: default_status_connections(),
+            clients: true,
         }
     }
 }

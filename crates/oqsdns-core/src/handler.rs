@@ -8,6 +8,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::clients::{Clients, TableAnswer, DEFAULT_SLOTS as CLIENT_SLOTS};
 use crate::forward::{Runtime, Shared};
 use crate::local;
 use crate::prefix::PrefixWatch;
@@ -24,6 +25,7 @@ pub struct Handler {
     prefixes: Arc<PrefixWatch>,
     shared: Shared,
     limiter: Arc<RateLimiter>,
+    clients: Arc<Clients>,
 }
 
 impl Handler {
@@ -39,7 +41,16 @@ impl Handler {
                 config.server.burst,
                 DEFAULT_SLOTS,
             )),
+            clients: Arc::new(match &config.status {
+                Some(status) if status.clients => Clients::new(CLIENT_SLOTS),
+                _ => Clients::disabled(),
+            }),
         }
+    }
+
+    /// The clients seen recently, for the status page.
+    pub fn clients(&self) -> Arc<Clients> {
+        self.clients.clone()
     }
 
     /// The per-client rate limit, one budget per client across every listener and transport.
@@ -94,7 +105,7 @@ impl Handler {
     ) -> Option<Vec<u8>> {
         match self.handle_now(query, client, transport, Instant::now()) {
             Step::Done(reply) => reply,
-            Step::Upstream => self.forward(query, transport).await,
+            Step::Upstream => self.forward(query, client, transport).await,
         }
     }
 
@@ -128,7 +139,17 @@ impl Handler {
             let answer = local::txt_answer(&request, &lines, runtime.udp_payload());
             return Step::Done(Some(answer));
         }
-        match runtime.resolve_now(&request, transport, &self.shared, now) {
+        let answer = runtime.resolve_now(&request, transport, &self.shared, now);
+        if self.clients.enabled() {
+            // Names of the guide's table are those of any route but the default (group 0).
+            let table = !std::ptr::eq(runtime.group_for(request.qname()), &runtime.groups()[0]);
+            let outcome = answer.as_deref().map_or(TableAnswer::Pending, |a| {
+                TableAnswer::of_rcode(crate::wire::rcode_of(a))
+            });
+            self.clients
+                .query(client.ip(), now, table.then_some(outcome));
+        }
+        match answer {
             Some(answer) => Step::Done(Some(answer)),
             None => Step::Upstream,
         }
@@ -137,14 +158,24 @@ impl Handler {
     /// The answer to a query [`handle_now`](Self::handle_now) sent upstream (checked and
     /// allowed there): fetched once for all identical queries under way, stale or SERVFAIL when
     /// every server fails.
-    pub async fn forward(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    pub async fn forward(
+        &self,
+        query: &[u8],
+        client: SocketAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
         let runtime = self.runtime.load_full();
         let request = Request::parse(query).ok()?;
-        Some(
-            runtime
-                .resolve_upstream(&request, transport, &self.shared)
-                .await,
-        )
+        let answer = runtime
+            .resolve_upstream(&request, transport, &self.shared)
+            .await;
+        if self.clients.enabled()
+            && !std::ptr::eq(runtime.group_for(request.qname()), &runtime.groups()[0])
+        {
+            let outcome = TableAnswer::of_rcode(crate::wire::rcode_of(&answer));
+            self.clients.answered(client.ip(), outcome);
+        }
+        Some(answer)
     }
 }
 

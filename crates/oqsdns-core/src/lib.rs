@@ -3,6 +3,7 @@
 
 pub mod acl;
 pub mod cache;
+pub mod clients;
 pub mod forward;
 pub mod handler;
 pub mod health;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod prefix;
 pub mod probe;
 pub mod ratelimit;
+pub mod reach;
 pub mod rebind;
 pub mod router;
 pub mod server;

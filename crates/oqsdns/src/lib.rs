@@ -66,6 +66,7 @@ pub struct Daemon {
     /// The configuration in force as written (`area` may be `auto`), and the probes' token.
     current: Mutex<(Config, CancellationToken)>,
     shutdown: CancellationToken,
+    reach: Arc<oqsdns_core::reach::ReachWatch>,
 }
 
 impl Daemon {
@@ -87,6 +88,7 @@ impl Daemon {
             listening: listening.to_vec(),
             current: Mutex::new((config.clone(), CancellationToken::new())),
             shutdown,
+            reach: Arc::default(),
         });
         daemon.spawn_probes(&resolved);
         let (prefixes, interval) = (daemon.handler.prefixes(), config.health.interval.0);
@@ -96,7 +98,13 @@ impl Daemon {
             Arc::downgrade(&daemon),
             config.health.interval.0,
         ));
+        tokio::spawn(watch_centre(Arc::downgrade(&daemon), config));
         daemon
+    }
+
+    /// The last TCP/443 round to the centre's addresses.
+    pub fn reach(&self) -> Arc<oqsdns_core::reach::ReachWatch> {
+        self.reach.clone()
     }
 
     /// The handler the listeners use.
@@ -162,6 +170,47 @@ impl Daemon {
                 ));
             }
         }
+    }
+}
+
+/// Connects to TCP port 443 of the centre's addresses every health interval, the addresses
+/// taken from the health probes' last answers, while an area's table is in force.
+fn watch_centre(
+    daemon: std::sync::Weak<Daemon>,
+    config: &Config,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    use oqsdns_core::reach;
+    let (interval, timeout) = (config.health.interval.0, config.health.timeout.0);
+    let upgraded = daemon.upgrade();
+    let (watch, shutdown) = match &upgraded {
+        Some(d) => (d.reach.clone(), d.shutdown.clone()),
+        None => (Arc::default(), CancellationToken::new()),
+    };
+    drop(upgraded);
+    let source = move || {
+        let Some(daemon) = daemon.upgrade() else {
+            return Vec::new();
+        };
+        let runtime = daemon.runtime();
+        if !Area::CONCRETE.contains(&runtime.area()) {
+            return Vec::new();
+        }
+        let probes: Vec<_> = runtime
+            .groups()
+            .iter()
+            .flat_map(|g| g.servers.iter())
+            .map(|s| s.history.last_probes())
+            .collect();
+        let results: Vec<_> = probes
+            .iter()
+            .flat_map(|p| p.udp.iter().chain(&p.tcp))
+            .collect();
+        reach::targets_of(&results)
+    };
+    async move {
+        watch
+            .watch(source, reach::PORT, interval, timeout, shutdown)
+            .await;
     }
 }
 

@@ -90,6 +90,8 @@ pub struct Lab {
     // Field order is drop order: processes first, then namespaces, then their files.
     oqsdns: Daemon,
     knots: Vec<Daemon>,
+    /// TCP listeners on port 443 of the centre's addresses ([`topology::CENTRE`]) on the NGN side.
+    centre: Vec<netns::TcpServer>,
     net: Network,
     scratch: ScratchDir,
     tools: Tools,
@@ -120,8 +122,13 @@ impl Lab {
             .iter()
             .filter(|s| s.host == Host::Ngn)
             .flat_map(|s| s.addrs.iter().copied())
+            .chain(topology::CENTRE)
             .collect();
         let net = Network::build(&tools.ip, &prefix, &server_addrs)?;
+        let centre = topology::CENTRE
+            .iter()
+            .map(|ip| net.ns(Host::Ngn).tcp_server((*ip, 443).into()))
+            .collect::<Result<Vec<_>, _>>()?;
         let data = data_dir();
         let mut knots = Vec::new();
         for server in &knot::SERVERS {
@@ -143,11 +150,17 @@ impl Lab {
         Ok(Self {
             oqsdns,
             knots,
+            centre,
             net,
             scratch,
             tools,
             area,
         })
+    }
+
+    /// Where the NGN side's TCP servers on port 443 of the centre's addresses listen.
+    pub fn centre(&self) -> Vec<std::net::SocketAddr> {
+        self.centre.iter().map(netns::TcpServer::addr).collect()
     }
 
     /// The area the daemon runs.

@@ -70,6 +70,79 @@ impl Netns {
         run_ok(&mut cmd, IP_LIMIT).map(drop)
     }
 
+    /// A TCP server on `addr` inside the namespace that accepts every connection and closes it
+    /// at once: a thread of this process enters the namespace and binds (the socket stays in the
+    /// namespace), another accepts until the server is dropped.
+    pub fn tcp_server(&self, addr: std::net::SocketAddr) -> Result<TcpServer, String> {
+        let path = Path::new("/run/netns").join(&self.name);
+        let listener = std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("cannot enter {}: {e}", path.display()))?;
+            std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
+        })
+        .join()
+        .map_err(|_| "the listener thread panicked".to_string())??;
+        let listener = std::sync::Arc::new(listener);
+        let accepting = listener.clone();
+        let thread = std::thread::spawn(move || {
+            // Ends when the listener is shut down: accept then fails.
+            for stream in accepting.incoming() {
+                match stream {
+                    Ok(stream) => drop(stream),
+                    Err(_) => return,
+                }
+            }
+        });
+        Ok(TcpServer {
+            addr,
+            listener,
+            thread: Some(thread),
+        })
+    }
+
+    /// `GET path` over HTTP/1.1 to `addr` from inside the namespace (a thread of this process
+    /// enters it): the status code and the body, within `limit`.
+    pub fn http_get(
+        &self,
+        addr: std::net::SocketAddr,
+        path: &str,
+        limit: Duration,
+    ) -> Result<(u16, String), String> {
+        use std::io::{Read as _, Write as _};
+        let ns_path = Path::new("/run/netns").join(&self.name);
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&ns_path)
+                .map_err(|e| format!("cannot open {}: {e}", ns_path.display()))?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("cannot enter {}: {e}", ns_path.display()))?;
+            let mut stream = std::net::TcpStream::connect_timeout(&addr, limit)
+                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            stream
+                .set_read_timeout(Some(limit))
+                .map_err(|e| e.to_string())?;
+            stream
+                .write_all(request.as_bytes())
+                .map_err(|e| e.to_string())?;
+            let mut reply = Vec::new();
+            stream
+                .read_to_end(&mut reply)
+                .map_err(|e| format!("reading from {addr}: {e}"))?;
+            let reply = String::from_utf8_lossy(&reply).into_owned();
+            let (head, body) = reply.split_once("\r\n\r\n").ok_or("no HTTP head")?;
+            let code = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| format!("no status in {head:?}"))?;
+            Ok((code, body.to_string()))
+        })
+        .join()
+        .map_err(|_| "the HTTP thread panicked".to_string())?
+    }
+
     fn pids(&self) -> Vec<String> {
         let mut cmd = Command::new(&self.ip);
         cmd.args(["netns", "pids", &self.name]);
@@ -101,6 +174,34 @@ impl Drop for Netns {
                     out.stderr.trim()
                 );
             }
+        }
+    }
+}
+
+/// A TCP server from [`Netns::tcp_server`]; dropping it stops it.
+#[derive(Debug)]
+pub struct TcpServer {
+    addr: std::net::SocketAddr,
+    listener: std::sync::Arc<std::net::TcpListener>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TcpServer {
+    /// Where it listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        // Shutting a listening socket down wakes its blocked accept with an error (Linux).
+        let _ = nix::sys::socket::shutdown(
+            std::os::fd::AsRawFd::as_raw_fd(&*self.listener),
+            nix::sys::socket::Shutdown::Both,
+        );
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

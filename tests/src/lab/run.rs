@@ -22,6 +22,20 @@ impl Lab {
             .unwrap_or_else(|e| panic!("cannot run oqsdns check: {e}"))
     }
 
+    /// `GET path` from `host` to the status endpoint at `addr`: the status code and the body;
+    /// panics when no reply comes within 10 s.
+    pub fn http_get(&self, host: Host, addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+        self.net
+            .ns(host)
+            .http_get(addr, path, Duration::from_secs(10))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "GET {path} from {host:?}: {e}\n--- oqsdns log ---\n{}",
+                    self.oqsdns_log()
+                )
+            })
+    }
+
     /// Runs `ip -n <host's namespace> <args>`; panics when it fails.
     pub fn ip(&self, host: Host, args: &[&str]) {
         if let Err(e) = self.net.ns(host).ip(args) {

@@ -37,6 +37,19 @@ pub const STRANGER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x66, 0, 0, 0, 0, 0
 /// A host on the internet side, outside every allowed prefix (IPv4).
 pub const STRANGER4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 66);
 
+/// The centre's web addresses of the guide's step 7 (p.12/13): `hweb.oqs.onshikaku.org` and
+/// `www.lineauth.mnw`, East then West. The NGN side holds them with a TCP listener on port 443.
+pub const CENTRE: [IpAddr; 4] = [
+    IpAddr::V6(Ipv6Addr::new(
+        0x2404, 0x1a8, 0xf583, 0x1a10, 0x2779, 0x2395, 0x6092, 0x37fd,
+    )),
+    IpAddr::V6(Ipv6Addr::new(0x2404, 0x1a8, 0xf583, 0xaf0, 0, 0, 0, 1)),
+    IpAddr::V6(Ipv6Addr::new(
+        0x2001, 0xa7ff, 0xf014, 0x1a20, 0xae27, 0xffe4, 0xa8ae, 0xc4b7,
+    )),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xa7ff, 0xf014, 0xaf0, 0, 0, 0, 1)),
+];
+
 /// A namespace of the lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Host {

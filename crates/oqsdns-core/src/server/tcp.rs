@@ -215,7 +215,7 @@ async fn read_queries(
         let (handler, tx) = (handler.clone(), tx.clone());
         tokio::spawn(async move {
             let _held = (permit, turn);
-            if let Some(reply) = handler.forward(&query, Transport::Tcp).await {
+            if let Some(reply) = handler.forward(&query, peer, Transport::Tcp).await {
                 let _ = tx.send(reply).await;
             }
         });

@@ -250,7 +250,7 @@ async fn dispatch(
             let (socket, handler) = (socket.clone(), handler.clone());
             tasks.spawn(async move {
                 let _permit = permit;
-                if let Some(bytes) = handler.forward(&query, Transport::Udp).await {
+                if let Some(bytes) = handler.forward(&query, origin.client, Transport::Udp).await {
                     send_later(&socket, Reply { bytes, origin }).await;
                 }
             });

@@ -1,6 +1,8 @@
 //! `oqsdns check`: the guide's step-7 suite (手順7, pp.12–13) through the running daemon, as a
 //! terminal asks, and straight to every configured upstream over UDP and TCP; the daemon's own
-//! view from `status.oqsdns. CH TXT`; and a verdict in Japanese and English.
+//! view from `status.oqsdns. CH TXT`; a TCP connection to port 443 of the centre's addresses
+//! as the daemon resolved them (with an area's table); and a verdict in Japanese and English,
+//! each with its next step.
 //!
 //! [`run`] does the work and returns a [`Report`]; [`render`] prints it. Every probe runs at once
 //! and waits at most `health.timeout`, so the whole check takes a few seconds.
@@ -14,12 +16,14 @@ use std::path::Path;
 
 use oqsdns_config::{Area, Config, DefaultServer, ProbeName, Route};
 use oqsdns_core::probe::{self, ProbeResult};
-use oqsdns_core::{acl, local, prefix, upstream, wire, Transport};
+use oqsdns_core::{acl, local, prefix, reach, upstream, wire, Transport};
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-pub use verdict::{Findings, RouteFinding, RouteKind, ServerFinding, Severity, Verdict};
+pub use verdict::{
+    CentreFinding, Findings, RouteFinding, RouteKind, ServerFinding, Severity, Verdict,
+};
 
 /// One question over one transport.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -338,6 +342,7 @@ pub async fn run_with(config: &Config, server: SocketAddr, resolv_conf: &Path) -
         }
     });
 
+    let centre = centre(area, &step7, &daemon, timeout).await;
     let host_ipv6 = prefix::global_ipv6(&acl::interface_prefixes());
     let prefix_changed = status.as_ref().and_then(|lines| {
         lines
@@ -354,6 +359,8 @@ pub async fn run_with(config: &Config, server: SocketAddr, resolv_conf: &Path) -
         other_area: other_finding,
         host_global_ipv6: !host_ipv6.is_empty(),
         prefix_changed,
+        centre,
+        openwrt: verdict::on_openwrt(),
     };
     let verdicts = verdict::verdicts(&findings);
     Report {
@@ -366,6 +373,41 @@ pub async fn run_with(config: &Config, server: SocketAddr, resolv_conf: &Path) -
         host_ipv6: host_ipv6.iter().map(ToString::to_string).collect(),
         findings,
         verdicts,
+    }
+}
+
+/// Connects to TCP port 443 of the centre's addresses as the daemon resolved them (`rows`, one
+/// per name of `names`), when the guide's table of an area is in force; with a hand-made table
+/// there is no centre of the guide's to reach.
+async fn centre(
+    area: Area,
+    names: &[ProbeName],
+    rows: &[Row],
+    timeout: std::time::Duration,
+) -> Vec<CentreFinding> {
+    if !Area::CONCRETE.contains(&area) {
+        return Vec::new();
+    }
+    let answers = names.iter().zip(rows).flat_map(|(name, row)| {
+        [&row.udp, &row.tcp]
+            .into_iter()
+            .map(move |a| (name.name.as_str(), a.addresses.as_slice()))
+    });
+    let targets = reach::targets(answers);
+    reach::check(&targets, reach::PORT, timeout)
+        .await
+        .into_iter()
+        .map(centre_finding)
+        .collect()
+}
+
+/// One connection's outcome as a finding.
+pub(crate) fn centre_finding(r: reach::Reach) -> CentreFinding {
+    CentreFinding {
+        name: r.target.name,
+        addr: r.target.addr,
+        connected: r.result.is_ok(),
+        error: r.result.err(),
     }
 }
 

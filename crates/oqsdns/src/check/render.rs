@@ -53,6 +53,21 @@ pub fn text(report: &Report) -> String {
         out,
         "このホストのグローバル IPv6 (this host's global IPv6): {ipv6}"
     );
+    let _ = writeln!(
+        out,
+        "\nセンターへの接続 TCP 443 (connection to the centre, TCP port 443):"
+    );
+    if report.findings.centre.is_empty() {
+        let _ = writeln!(out, "  (確認なし / not checked)");
+    }
+    for c in &report.findings.centre {
+        let result = if c.connected {
+            "ok".to_string()
+        } else {
+            format!("NG {}", c.error.as_deref().unwrap_or("failed"))
+        };
+        let _ = writeln!(out, "  {} [{}]:443 {result}", c.name, c.addr);
+    }
     let _ = writeln!(out, "\n判定 (verdict):");
     for verdict in &report.verdicts {
         let mark = match verdict.severity {
@@ -62,6 +77,17 @@ pub fn text(report: &Report) -> String {
         let _ = writeln!(out, "[{mark}] {}", verdict.id);
         let _ = writeln!(out, "  {}", verdict.ja);
         let _ = writeln!(out, "  {}", verdict.en);
+        let _ = writeln!(out, "  次にすること: {}", verdict.action_ja);
+        let _ = writeln!(out, "  Next step: {}", verdict.action_en);
+        let vendor = if verdict.call_vendor {
+            "必要 / yes"
+        } else {
+            "不要 / no"
+        };
+        let _ = writeln!(
+            out,
+            "  システムベンダーへの連絡 (call the vendor): {vendor}"
+        );
         let _ = writeln!(out, "  参照 / see: 接続ガイド {}", verdict.reference);
     }
     out

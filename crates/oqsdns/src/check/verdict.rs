@@ -2,7 +2,7 @@
 //! it means ([`Verdict`]s), each in Japanese and English with the connection guide's reference.
 //! The status page reuses the same words.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
@@ -82,6 +82,25 @@ pub struct Findings {
     pub host_global_ipv6: bool,
     /// The daemon's status says the host's IPv6 prefix changed since it started (None: unknown).
     pub prefix_changed: Option<bool>,
+    /// TCP connections to port 443 of the centre's addresses; empty when not checked.
+    pub centre: Vec<CentreFinding>,
+    /// The host runs OpenWrt: the commands shown are procd's and logread's.
+    pub openwrt: bool,
+}
+
+/// One TCP connection to port 443 of an address of the centre (`hweb.oqs.onshikaku.org`,
+/// `www.lineauth.mnw`), opened and closed without TLS: whether the path beyond the DNS passes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CentreFinding {
+    /// The name whose answer gave the address.
+    pub name: String,
+    /// The address connected to, on port 443.
+    pub addr: IpAddr,
+    /// The connection was accepted.
+    pub connected: bool,
+    /// Why it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Whether a verdict is good news.
@@ -94,10 +113,10 @@ pub enum Severity {
     Problem,
 }
 
-/// One conclusion, in both languages, with where the guide explains it.
+/// One conclusion, in both languages, with where the guide explains it and what to do next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
-    /// A stable identifier for scripts: `ok`, `daemon-not-answering`, `nw-base-unreachable`, ...
+    /// A stable identifier for scripts: one of [`id::ALL`].
     pub id: &'static str,
     /// Good news or not.
     pub severity: Severity,
@@ -107,6 +126,12 @@ pub struct Verdict {
     pub en: String,
     /// The connection guide's page or FAQ that explains it.
     pub reference: &'static str,
+    /// What to do next, in Japanese, for the clinic's staff and the vendor.
+    pub action_ja: String,
+    /// What to do next, in English.
+    pub action_en: String,
+    /// Whether clinic staff should call their vendor (システムベンダー) rather than act themselves.
+    pub call_vendor: bool,
 }
 
 /// The identifiers [`verdicts`] can produce.
@@ -121,6 +146,8 @@ pub mod id {
     pub const WRONG_AREA: &str = "wrong-area";
     /// NW-base servers do not answer while the NGN DNS does.
     pub const NW_BASE_UNREACHABLE: &str = "nw-base-unreachable";
+    /// The names resolve, but TCP port 443 of the centre's addresses cannot be connected to.
+    pub const CENTRE_UNREACHABLE: &str = "centre-unreachable";
     /// A server answers over UDP but not over TCP.
     pub const TCP_BLOCKED: &str = "tcp-blocked";
     /// No server of a route answers.
@@ -131,33 +158,142 @@ pub mod id {
     pub const DAEMON_FAILS_NAMES: &str = "daemon-fails-names";
     /// The host's IPv6 prefix changed since the daemon started.
     pub const PREFIX_CHANGED: &str = "prefix-changed";
+
+    /// Every identifier, in the order [`verdicts`](super::verdicts) gives them.
+    pub const ALL: [&str; 11] = [
+        OK,
+        DAEMON_NOT_ANSWERING,
+        NO_IPV6,
+        WRONG_AREA,
+        NW_BASE_UNREACHABLE,
+        CENTRE_UNREACHABLE,
+        TCP_BLOCKED,
+        ROUTE_DOWN,
+        SERVER_DOWN,
+        DAEMON_FAILS_NAMES,
+        PREFIX_CHANGED,
+    ];
 }
 
-fn problem(id: &'static str, ja: String, en: String, reference: &'static str) -> Verdict {
+/// The file whose presence says the host runs OpenWrt.
+pub const OPENWRT_RELEASE: &str = "/etc/openwrt_release";
+
+/// Whether this host runs OpenWrt (procd and logread rather than systemd and journald).
+pub fn on_openwrt() -> bool {
+    std::path::Path::new(OPENWRT_RELEASE).exists()
+}
+
+/// The commands a vendor types on this kind of host.
+struct Commands {
+    status: &'static str,
+    restart: &'static str,
+    log: &'static str,
+}
+
+fn commands(openwrt: bool) -> Commands {
+    if openwrt {
+        Commands {
+            status: "/etc/init.d/oqsdns status",
+            restart: "/etc/init.d/oqsdns restart",
+            log: "logread -e oqsdns",
+        }
+    } else {
+        Commands {
+            status: "systemctl status oqsdns",
+            restart: "systemctl restart oqsdns",
+            log: "journalctl -u oqsdns",
+        }
+    }
+}
+
+impl RouteKind {
+    /// Where the route forwards, in the guide's words, for texts read by clinic staff.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Self::NwBase => "オンライン資格確認NW基盤",
+            Self::Ngn => "NGN（フレッツ網）",
+            Self::Other => "設定の転送先",
+            Self::Default => "インターネット用の DNS",
+        }
+    }
+
+    /// The same in English.
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Self::NwBase => "the NW-base (Online Qualification network)",
+            Self::Ngn => "the NGN (FLET'S)",
+            Self::Other => "a configured route",
+            Self::Default => "the internet DNS",
+        }
+    }
+}
+
+impl RouteFinding {
+    fn label_ja(&self) -> String {
+        match self.kind {
+            RouteKind::Other => format!("{}（{}）", self.kind.label_ja(), self.name),
+            kind => kind.label_ja().to_string(),
+        }
+    }
+
+    fn label_en(&self) -> String {
+        match self.kind {
+            RouteKind::Other => format!("{} ({})", self.kind.label_en(), self.name),
+            kind => kind.label_en().to_string(),
+        }
+    }
+}
+
+/// A verdict's words: the finding and the next step, each in both languages.
+struct Words {
+    ja: String,
+    en: String,
+    action_ja: String,
+    action_en: String,
+}
+
+fn problem(id: &'static str, words: Words, reference: &'static str, call_vendor: bool) -> Verdict {
     Verdict {
         id,
         severity: Severity::Problem,
-        ja,
-        en,
+        ja: words.ja,
+        en: words.en,
         reference,
+        action_ja: words.action_ja,
+        action_en: words.action_en,
+        call_vendor,
     }
 }
+
+/// The vendor's part, said the same way in every verdict that needs one.
+const CALL_VENDOR_JA: &str = "医療機関のスタッフの方は、システムベンダーに連絡してください。";
+const CALL_VENDOR_EN: &str = "Clinic staff: call your system vendor.";
 
 /// What the findings mean, most fundamental first; `[ok]` when nothing is wrong. A cause that
 /// explains another finding hides it: without IPv6 the NW-base verdicts are not given, and a
 /// wrong area is not also reported as unreachable NW-base servers.
 pub fn verdicts(f: &Findings) -> Vec<Verdict> {
+    let cmd = commands(f.openwrt);
     let mut out = Vec::new();
     if !f.daemon_answers {
         out.push(problem(
             id::DAEMON_NOT_ANSWERING,
-            "oqsdns がこのアドレスで応答しません。デーモンが動作しているか（systemctl status oqsdns）、\
-             listen のアドレスと端末の DNS 設定（手順5）を確認してください。"
-                .into(),
-            "oqsdns does not answer on this address: check that the daemon runs (systemctl status \
-             oqsdns), its listen addresses, and the terminal's DNS setting (step 5)."
-                .into(),
-            "手順5, FAQ Q3",
+            Words {
+                ja: "oqsdns がこのアドレスで応答しません。".into(),
+                en: "oqsdns does not answer on this address.".into(),
+                action_ja: format!(
+                    "デーモンが動作しているか（{}）、ログ（{}）、listen のアドレスと、オンライン資格確認端末の \
+                     DNS 設定（手順5, p.8）を確認してください。{CALL_VENDOR_JA}",
+                    cmd.status, cmd.log
+                ),
+                action_en: format!(
+                    "Check that the daemon runs ({}), its log ({}), its listen addresses, and the \
+                     terminal's DNS setting (step 5, p.8). {CALL_VENDOR_EN}",
+                    cmd.status, cmd.log
+                ),
+            },
+            "手順5 (p.8), FAQ Q3",
+            true,
         ));
     }
     let all_servers = || {
@@ -172,24 +308,35 @@ pub fn verdicts(f: &Findings) -> Vec<Verdict> {
     if no_ipv6 {
         let (ja, en) = if f.host_global_ipv6 {
             (
-                "IPv6 ではどの DNS サーバーにも届きません。ルーターの IPv6 再配布（手順2）と端末の IPv6 \
-                 設定（手順4〜6）、フレッツ・v6オプションの契約を確認してください。",
-                "No DNS server answers over IPv6: check the router's IPv6 redistribution (step 2), \
-                 the host's IPv6 settings (steps 4-6) and the FLET'S v6 option contract.",
+                "IPv6 ではどの DNS サーバーにも届きません。",
+                "No DNS server answers over IPv6.",
             )
         } else {
             (
-                "このホストにグローバル IPv6 アドレスがありません。ルーターの IPv6 再配布（手順2）と端末の \
-                 IPv6 設定（手順4〜6）、フレッツ・v6オプションの契約を確認してください。",
-                "This host has no global IPv6 address: check the router's IPv6 redistribution \
-                 (step 2), the host's IPv6 settings (steps 4-6) and the FLET'S v6 option contract.",
+                "このホストにグローバル IPv6 アドレスがありません。",
+                "This host has no global IPv6 address.",
             )
         };
         out.push(problem(
             id::NO_IPV6,
-            ja.into(),
-            en.into(),
-            "手順4〜6, フレッツ・v6オプション (p.1), FAQ Q6/Q7",
+            Words {
+                ja: ja.into(),
+                en: en.into(),
+                action_ja: format!(
+                    "ルーターの IPv6 再配布設定（手順2, p.3）を確認してください。ひかり電話対応ルーターの配下では、\
+                     RA ではなく DHCP-PD（DHCPv6-PD）での再配布が必要な場合があります（FAQ Q1）。あわせて\
+                     オンライン資格確認端末の IPv6 設定（手順4〜6）と、フレッツ・v6オプションの契約（1-1 手順1, p.1、\
+                     FAQ Q6）を確認してください。{CALL_VENDOR_JA}"
+                ),
+                action_en: format!(
+                    "Check the router's IPv6 redistribution (step 2, p.3): behind a Hikari Denwa \
+                     router it may have to be DHCP-PD (DHCPv6-PD), not RA (FAQ Q1). Check also the \
+                     terminal's IPv6 settings (steps 4-6) and the FLET'S v6 option contract (1-1 \
+                     step 1, p.1; FAQ Q6). {CALL_VENDOR_EN}"
+                ),
+            },
+            "手順2 (p.3), FAQ Q1, 手順4〜6 (pp.5–11), 1-1 (p.1), FAQ Q6",
+            true,
         ));
     }
     let nw_base_dead = f
@@ -207,27 +354,98 @@ pub fn verdicts(f: &Findings) -> Vec<Verdict> {
         explained_nw_base = true;
         out.push(problem(
             id::WRONG_AREA,
-            "この回線のエリアの NW基盤 DNS は応答せず、もう一方のエリアの NW基盤 DNS が応答します。\
-             設定の area（東日本 east / 西日本 west）が回線と違います。"
-                .into(),
-            "This area's NW-base DNS servers do not answer but the other area's do: the \
-             configured area (east / west) does not match the line."
-                .into(),
+            Words {
+                ja: "この回線のエリアのオンライン資格確認NW基盤の DNS は応答せず、もう一方のエリアの DNS が\
+                     応答します。設定の area（東日本 east / 西日本 west）が回線と違います。"
+                    .into(),
+                en: "This area's NW-base DNS servers do not answer but the other area's do: the \
+                     configured area (east / west) does not match the line."
+                    .into(),
+                action_ja: format!(
+                    "設定ファイルの area を回線のエリア（NTT東日本 east / NTT西日本 west）に合わせ、oqsdns を\
+                     再起動してください（{}）。{CALL_VENDOR_JA}",
+                    cmd.restart
+                ),
+                action_en: format!(
+                    "Set area in the configuration to the line's area (NTT East: east, NTT West: \
+                     west) and restart oqsdns ({}). {CALL_VENDOR_EN}",
+                    cmd.restart
+                ),
+            },
             "手順3 (p.4)",
+            true,
         ));
     } else if !no_ipv6 && nw_base_dead && ngn_alive {
         explained_nw_base = true;
         out.push(problem(
             id::NW_BASE_UNREACHABLE,
-            "NGN DNS は応答しますが、オンライン資格確認NW基盤の DNS サーバーが応答しません。回線認証\
-             （https://www.lineauth.mnw）が済んでいるか、お客さまID の申請内容を確認し、済んでいれば \
-             NW基盤側の障害が考えられるため問い合わせてください。"
-                .into(),
-            "The NGN DNS answers but the NW-base DNS servers do not: check that line \
-             authentication (回線認証, https://www.lineauth.mnw) was done and the customer ID \
-             applied for; if it was, the NW-base side may be at fault: contact the support desk."
-                .into(),
-            "FAQ Q18, Q3, Q9–Q14",
+            Words {
+                ja: "NGN DNS は応答しますが、オンライン資格確認NW基盤の DNS サーバーが応答しません\
+                     （優先DNSサーバー・代替DNSサーバーとも）。名前解決（手順7）ができないため、回線認証\
+                     （3-1）もまだできません。"
+                    .into(),
+                en: "The NGN DNS answers but the NW-base DNS servers do not (primary and \
+                     alternate): names cannot resolve (step 7), so line authentication (3-1) \
+                     cannot be done yet either."
+                    .into(),
+                action_ja: format!(
+                    "考えられる原因を順に確認してください。(1) 回線がまだ接続対象として登録されていない: \
+                     医療機関等向けポータルサイトの申請で「電気通信回線種別」が「1：IP-VPN回線事業者（NTTなど。\
+                     ただし、CTC・QTnetを除く）」か、\
+                     接続に使う回線の「お客さまID」か（1-1 手順2, p.1。申請の反映には1週間程度かかります）。\
+                     (2) 回線タイプやフレッツ・v6オプションが対象外（FAQ Q3, 1-1 手順1, p.1）。\
+                     (3) 経路上の機器（ビジネスホン主装置・UTM など）が IPv6 に対応していない（手順1, p.2）。\
+                     (4) 回線またはオンライン資格確認NW基盤側の工事・故障: フレッツ光の工事・故障情報（FAQ Q20）。\
+                     解決しない場合はネットワークサポートデスク（0120-220-571, FAQ Q21）へ問い合わせてください。\
+                     {CALL_VENDOR_JA}"
+                ),
+                action_en: format!(
+                    "Check the causes the guide gives, in order. (1) The line is not admitted yet: \
+                     the application on the medical institutions' portal must give line type \"1: \
+                     IP-VPN\" and the customer ID of this line (1-1 step 2, p.1; a correction takes \
+                     about a week). (2) The line type or the FLET'S v6 option is not supported \
+                     (FAQ Q3; 1-1 step 1, p.1). (3) A device on the path (business phone unit, UTM) \
+                     does not support IPv6 (step 1, p.2). (4) Works or a fault on the line or the \
+                     NW-base side: FLET'S works and faults information (FAQ Q20). If none helps, \
+                     call the network support desk (0120-220-571, FAQ Q21). {CALL_VENDOR_EN}"
+                ),
+            },
+            "1-1 手順2 (p.1), FAQ Q3, 手順1 (p.2), FAQ Q20, FAQ Q21",
+            true,
+        ));
+    }
+    let daemon_resolves = f.daemon_answers && (f.daemon_udp || f.daemon_tcp);
+    let unreachable: Vec<&CentreFinding> = f.centre.iter().filter(|c| !c.connected).collect();
+    if !no_ipv6 && !explained_nw_base && daemon_resolves && !unreachable.is_empty() {
+        let which = unreachable
+            .iter()
+            .map(|c| format!("{} [{}]:443", c.name, c.addr))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push(problem(
+            id::CENTRE_UNREACHABLE,
+            Words {
+                ja: format!(
+                    "名前は解決できますが、オンライン資格確認のセンターの TCP 443 番（HTTPS）に接続できません\
+                     （{which}）。DNS ではなく経路の問題です。"
+                ),
+                en: format!(
+                    "Names resolve, but TCP port 443 (HTTPS) of the centre cannot be connected to \
+                     ({which}): a path problem, not a DNS one."
+                ),
+                action_ja: format!(
+                    "経路上の機器（UTM・ファイアウォール・スイッチ・ビジネスホン主装置など）が IPv6 に対応し、\
+                     IPv6 の TCP 443 番を通しているか確認してください（手順1, p.2）。センターは ping に応答しない\
+                     ため、ping では確認できません（FAQ Q2）。{CALL_VENDOR_JA}"
+                ),
+                action_en: format!(
+                    "Check that every device on the path (UTM, firewall, switch, business phone \
+                     unit) supports IPv6 and passes TCP port 443 over IPv6 (step 1, p.2). The \
+                     centre does not answer ping, so ping cannot tell (FAQ Q2). {CALL_VENDOR_EN}"
+                ),
+            },
+            "手順1 (p.2), FAQ Q2, FAQ Q3",
+            true,
         ));
     }
     let daemon_tcp_only_fails = f.daemon_answers && f.daemon_udp && !f.daemon_tcp;
@@ -249,15 +467,22 @@ pub fn verdicts(f: &Findings) -> Vec<Verdict> {
         }
         out.push(problem(
             id::TCP_BLOCKED,
-            format!(
-                "UDP では応答しますが TCP では応答しません（{which}）。ルーター・ファイアウォールの\
-                 アクセス制御やリカーシブDNS機能が DNS over TCP を止めていないか確認してください。"
-            ),
-            format!(
-                "Answers over UDP but not over TCP ({which}): a router or firewall ACL, or a \
-                 \"recursive DNS\" feature, blocks DNS over TCP."
-            ),
+            Words {
+                ja: format!("UDP では応答しますが TCP では応答しません（{which}）。"),
+                en: format!("Answers over UDP but not over TCP ({which})."),
+                action_ja: format!(
+                    "ルーター・ファイアウォールのアクセス制御やリカーシブDNS機能が DNS の TCP（53番）を止めて\
+                     いないか確認し、TCP で名前解決できる設定にしてください。設定方法はルーターメーカーへ\
+                     お問い合わせください。{CALL_VENDOR_JA}"
+                ),
+                action_en: format!(
+                    "Check that no router or firewall ACL, nor a \"recursive DNS\" feature, blocks \
+                     DNS over TCP (port 53), and let names resolve over TCP; the router's maker \
+                     knows how. {CALL_VENDOR_EN}"
+                ),
+            },
             "手順7 (pp.12–13)",
+            true,
         ));
     }
     for route in &f.routes {
@@ -266,16 +491,30 @@ pub fn verdicts(f: &Findings) -> Vec<Verdict> {
         if hidden {
             continue;
         }
+        let (ja, en) = (route.label_ja(), route.label_en());
         if route.dead() {
             let servers = join_addrs(route.servers.iter());
             out.push(problem(
                 id::ROUTE_DOWN,
-                format!(
-                    "ルート {} のどの DNS サーバーも応答しません（{servers}）。",
-                    route.name
-                ),
-                format!("No server of route {} answers ({servers}).", route.name),
+                Words {
+                    ja: format!(
+                        "どの DNS サーバーも応答しません（転送先: {ja}、{servers}）。この転送先の名前は\
+                         解決できません。"
+                    ),
+                    en: format!(
+                        "No DNS server of {en} answers ({servers}): its names do not resolve."
+                    ),
+                    action_ja: format!(
+                        "ルーターと回線の状態、設定の DNS サーバーのアドレス（手順3, p.4）を確認してください。\
+                         {CALL_VENDOR_JA}"
+                    ),
+                    action_en: format!(
+                        "Check the router, the line and the configured server addresses (step 3, \
+                         p.4). {CALL_VENDOR_EN}"
+                    ),
+                },
                 "手順3 (p.4)",
+                true,
             ));
         } else {
             let down: Vec<&ServerFinding> = route.servers.iter().filter(|s| !s.answers()).collect();
@@ -283,17 +522,24 @@ pub fn verdicts(f: &Findings) -> Vec<Verdict> {
                 let servers = join_addrs(down.into_iter());
                 out.push(problem(
                     id::SERVER_DOWN,
-                    format!(
-                        "ルート {} の一部の DNS サーバーが応答しません（{servers}）。もう一方（優先/代替）が\
-                         応答しているため名前解決は続きます。",
-                        route.name
-                    ),
-                    format!(
-                        "Some servers of route {} do not answer ({servers}); the other (primary or \
-                         alternate) answers, so names still resolve.",
-                        route.name
-                    ),
+                    Words {
+                        ja: format!(
+                            "一部の DNS サーバーが応答しません（転送先: {ja}、{servers}）。もう一方\
+                             （優先DNSサーバー／代替DNSサーバー）が応答しているため名前解決は続きます。"
+                        ),
+                        en: format!(
+                            "Some DNS servers of {en} do not answer ({servers}); the other (primary \
+                             or alternate) answers, so names still resolve."
+                        ),
+                        action_ja: "今すぐの対応は不要です。数時間たっても続く場合はシステムベンダーに伝えて\
+                                    ください。"
+                            .into(),
+                        action_en: "Nothing to do now; if it lasts for hours, tell your system \
+                                    vendor."
+                            .into(),
+                    },
                     "手順3 (p.4)",
+                    false,
                 ));
             }
         }
@@ -302,38 +548,81 @@ pub fn verdicts(f: &Findings) -> Vec<Verdict> {
     if nothing_else && f.daemon_answers && !(f.daemon_udp && f.daemon_tcp) {
         out.push(problem(
             id::DAEMON_FAILS_NAMES,
-            "oqsdns は応答しますが、手順7 の名前の一部を解決できません。oqsdns のログ\
-             （journalctl -u oqsdns）を確認してください。"
-                .into(),
-            "oqsdns answers, but some of step 7's names do not resolve through it: see its log \
-             (journalctl -u oqsdns)."
-                .into(),
+            Words {
+                ja: "oqsdns は応答しますが、手順7 の名前の一部を解決できません。".into(),
+                en: "oqsdns answers, but some of step 7's names do not resolve through it.".into(),
+                action_ja: format!(
+                    "oqsdns のログ（{}）で、解決できない名前と理由を確認してください。{CALL_VENDOR_JA}",
+                    cmd.log
+                ),
+                action_en: format!(
+                    "See its log ({}) for the names that fail and why. {CALL_VENDOR_EN}",
+                    cmd.log
+                ),
+            },
             "手順7 (pp.12–13)",
+            true,
         ));
     }
     if f.prefix_changed == Some(true) {
         out.push(problem(
             id::PREFIX_CHANGED,
-            "oqsdns の起動後にこのホストの IPv6 プレフィックスが変わりました。https://www.lineauth.mnw で\
-             回線認証をやり直してください。"
-                .into(),
-            "This host's IPv6 prefix changed since oqsdns started: do line authentication \
-             (回線認証) again at https://www.lineauth.mnw."
-                .into(),
-            "FAQ Q18",
+            Words {
+                ja: "oqsdns の起動後にこのホストの IPv6 プレフィックスが変わりました。\
+                     https://www.lineauth.mnw で回線認証をやり直してください。"
+                    .into(),
+                en: "This host's IPv6 prefix changed since oqsdns started: do line \
+                     authentication (回線認証) again at https://www.lineauth.mnw."
+                    .into(),
+                action_ja: "オンライン資格確認端末のブラウザ（Microsoft Edge）で https://www.lineauth.mnw を\
+                            開いてください。「認証済みです。」と表示されれば、回線認証の対応は不要です\
+                            （それでもオンライン資格確認システムに接続できない場合は、ネットワークやシステム側の影響が\
+                            考えられるため問い合わせてください）。「希望する／希望しない」の画面が表示されたら「希望する」を押し、「回線認証が成功しました。」\
+                            と表示されることを確認してください（FAQ Q18, 3-1 手順1, p.14）。"
+                    .into(),
+                action_en: "On the terminal's browser (Microsoft Edge) open https://www.lineauth.mnw. \
+                            If it says \"認証済みです。\" (already authenticated), there is nothing to \
+                            do (if the system still cannot be reached, the network or system side \
+                            may be at fault: ask the support desk). If it shows the \"希望する/希望しない\" (wish / do not wish) screen, \
+                            choose \"希望する\" and check that it says \"回線認証が成功しました。\" \
+                            (FAQ Q18; 3-1 step 1, p.14)."
+                    .into(),
+            },
+            "FAQ Q18, 3-1 (p.14)",
+            false,
         ));
     }
     if out.is_empty() {
+        let (ja, en) = if f.centre.is_empty() {
+            (
+                "確認したのは名前解決だけです",
+                "only name resolution was checked",
+            )
+        } else {
+            (
+                "確認したのは名前解決と、センターの TCP 443 番への接続だけです",
+                "only name resolution and a TCP connection to port 443 of the centre were checked",
+            )
+        };
         out.push(Verdict {
             id: id::OK,
             severity: Severity::Ok,
-            ja: "すべて正常です。手順7 の名前は oqsdns 経由で UDP・TCP とも解決でき、すべての DNS サーバーが\
-                 応答します。"
-                .into(),
-            en: "All good: step 7's names resolve through oqsdns over UDP and TCP, and every DNS \
-                 server answers."
-                .into(),
+            ja: format!(
+                "すべて正常です。手順7 の名前は oqsdns 経由で UDP・TCP とも解決でき、すべての DNS サーバーが\
+                 応答します。{ja}（回線認証とオンライン資格確認システムへのログインは確認していません）。"
+            ),
+            en: format!(
+                "All good: step 7's names resolve through oqsdns over UDP and TCP, and every DNS \
+                 server answers; {en} (not line authentication, nor the login to the system)."
+            ),
             reference: "手順7 (pp.12–13)",
+            action_ja: "対応は不要です。オンライン資格確認システムに接続できない場合は、回線認証（3-1, p.14）と\
+                        ログイン（3-2, p.16）を確認してください。"
+                .into(),
+            action_en: "Nothing to do. If the system still cannot be reached, check line \
+                        authentication (3-1, p.14) and the login (3-2, p.16)."
+                .into(),
+            call_vendor: false,
         });
     }
     out

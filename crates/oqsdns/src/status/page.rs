@@ -43,6 +43,21 @@ struct Words {
     prefix_changed: &'static str,
     updated: &'static str,
     switch: (&'static str, &'static str),
+    next: &'static str,
+    vendor_yes: &'static str,
+    vendor_no: &'static str,
+    centre: &'static str,
+    centre_note: &'static str,
+    centre_none: &'static str,
+    connected: &'static str,
+    clients: &'static str,
+    clients_note: &'static str,
+    clients_none: &'static str,
+    clients_off: &'static str,
+    client: &'static str,
+    last_query: &'static str,
+    queries: &'static str,
+    table_answer: &'static str,
 }
 
 const JA: Words = Words {
@@ -53,10 +68,10 @@ const JA: Words = Words {
     see: "参照: 接続ガイド",
     names: "手順7 の名前の解決",
     names_note: "各 DNS サーバーに最後に問い合わせた結果（UDP と TCP）",
-    servers: "上位 DNS サーバー",
+    servers: "転送先の DNS サーバー",
     changes: "最近の状態変化",
     no_changes: "起動後の状態変化はありません。",
-    route: "ルート",
+    route: "転送先",
     server: "サーバー",
     name: "名前",
     addresses: "アドレス",
@@ -70,6 +85,21 @@ const JA: Words = Words {
     prefix_changed: "起動後に変化",
     updated: "更新",
     switch: ("/en", "English"),
+    next: "次にすること",
+    vendor_yes: "システムベンダーへの連絡: 必要",
+    vendor_no: "システムベンダーへの連絡: 不要",
+    centre: "センターへの接続（TCP 443 番）",
+    centre_note: "hweb.oqs.onshikaku.org と www.lineauth.mnw のアドレスへ接続して閉じるだけの確認です（ping はセンターで止められています: FAQ Q2）",
+    centre_none: "まだ確認していません（名前の解決を待っています）。",
+    connected: "接続",
+    clients: "oqsdns を使っている端末",
+    clients_note: "最近問い合わせた端末（オンライン資格確認端末など）。オン資の名前: 接続ガイドの表（手順3）の転送先で解決する名前",
+    clients_none: "まだどの端末からも問い合わせがありません。",
+    clients_off: "表示しない設定です（[status] clients = false）。",
+    client: "端末のアドレス",
+    last_query: "最後の問合せ (JST)",
+    queries: "問合せ数",
+    table_answer: "オン資の名前の解決（最後）",
 };
 
 const EN: Words = Words {
@@ -97,6 +127,21 @@ const EN: Words = Words {
     prefix_changed: "changed since the start",
     updated: "Updated",
     switch: ("/", "日本語"),
+    next: "Next step",
+    vendor_yes: "Call the system vendor: yes",
+    vendor_no: "Call the system vendor: no",
+    centre: "Connection to the centre (TCP port 443)",
+    centre_note: "a TCP connection to the addresses of hweb.oqs.onshikaku.org and www.lineauth.mnw, opened and closed (the centre drops ping: FAQ Q2)",
+    centre_none: "Not checked yet (waiting for the names to resolve).",
+    connected: "Connected",
+    clients: "Terminals using oqsdns",
+    clients_note: "clients that asked recently (the qualification terminals and others); the guide's names are those of the table's routes (step 3)",
+    clients_none: "No client has asked yet.",
+    clients_off: "Not listed ([status] clients = false).",
+    client: "Address",
+    last_query: "Last query (JST)",
+    queries: "Queries",
+    table_answer: "Last name of the guide's table",
 };
 
 const STYLE: &str = "body{font-family:'Hiragino Sans','Yu Gothic UI',Meiryo,'IPAPGothic',sans-serif;margin:1.5em;color:#222;background:#fafafa}\
@@ -127,8 +172,8 @@ fn esc(text: &str) -> String {
 fn state(lang: Lang, state: &str) -> String {
     let (class, ja) = match state {
         "up" => ("ok", "正常"),
-        "degraded" => ("warn", "低速・一部停止"),
-        "down" => ("ng", "停止"),
+        "degraded" => ("warn", "低速・一部応答なし"),
+        "down" => ("ng", "応答なし"),
         _ => ("dim", "未確認"),
     };
     let word = if lang == Lang::Ja { ja } else { state };
@@ -197,12 +242,23 @@ pub fn render(status: &Status, lang: Lang) -> String {
             Severity::Ok => ("ok", "&#9679; OK"),
             Severity::Problem => ("ng", "&#10005; NG"),
         };
-        let text = if lang == Lang::Ja { &v.ja } else { &v.en };
+        let (text, action) = if lang == Lang::Ja {
+            (&v.ja, &v.action_ja)
+        } else {
+            (&v.en, &v.action_en)
+        };
+        let vendor = if v.call_vendor {
+            format!("<b class=\"ng\">{}</b>", w.vendor_yes)
+        } else {
+            w.vendor_no.to_string()
+        };
         let _ = writeln!(
             h,
             "<div class=\"verdict {class}\"><span class=\"{class}\">{mark}</span>\
-             <p>{}</p><p class=\"dim\">{} {}</p></div>",
+             <p>{}</p><p><b>{}:</b> {}</p><p>{vendor}</p><p class=\"dim\">{} {}</p></div>",
             esc(text),
+            w.next,
+            esc(action),
             w.see,
             esc(v.reference)
         );
@@ -215,8 +271,9 @@ pub fn render(status: &Status, lang: Lang) -> String {
         w.names, w.names_note, w.name, w.route, w.server, w.addresses
     );
     for route in &status.routes {
+        let label = route_label(lang, route);
         for server in &route.servers {
-            names_rows(&mut h, w, &route.name, server);
+            names_rows(&mut h, w, &label, server);
         }
     }
     h.push_str("</table>\n");
@@ -228,20 +285,21 @@ pub fn render(status: &Status, lang: Lang) -> String {
         w.servers, w.route, w.server, w.state, w.used_as, w.reason
     );
     for route in &status.routes {
+        let label = route_label(lang, route);
         for (i, s) in route.servers.iter().enumerate() {
             let role = match (lang, i) {
-                (Lang::Ja, 0) => "優先",
-                (Lang::Ja, _) => "代替",
+                (Lang::Ja, 0) => "優先DNSサーバー",
+                (Lang::Ja, _) => "代替DNSサーバー",
                 (Lang::En, 0) => "primary",
                 (Lang::En, _) => "alternate",
             };
             let used = match (lang, s.plan) {
                 (Lang::Ja, "udp") => "UDP（切り詰め時 TCP）",
                 (Lang::Ja, "tcp") => "TCP のみ",
-                (Lang::Ja, _) => "最後に試す",
+                (Lang::Ja, _) => "予備（他が応答しない場合のみ）",
                 (Lang::En, "udp") => "UDP (TCP when truncated)",
                 (Lang::En, "tcp") => "TCP only",
-                (Lang::En, _) => "last resort",
+                (Lang::En, _) => "spare (only when no other answers)",
             };
             let track = |t: &super::view::TrackView| {
                 if matches!(t.state, "up" | "degraded") {
@@ -265,7 +323,7 @@ pub fn render(status: &Status, lang: Lang) -> String {
                 h,
                 "<tr><td>{} <span class=\"dim\">{role}</span></td><td class=\"addr\">{}</td>\
                  <td>{}</td><td>{}</td><td>{}</td><td>{used}</td><td>{reason}</td></tr>",
-                esc(&route.name),
+                esc(&label),
                 s.addr,
                 state(lang, s.state),
                 track(&s.udp),
@@ -274,6 +332,9 @@ pub fn render(status: &Status, lang: Lang) -> String {
         }
     }
     h.push_str("</table>\n");
+
+    centre(&mut h, w, status);
+    clients(&mut h, w, lang, status);
 
     let _ = writeln!(h, "<h2>{}</h2>", w.changes);
     if status.changes.is_empty() {
@@ -319,6 +380,94 @@ pub fn render(status: &Status, lang: Lang) -> String {
         esc(&prefixes)
     );
     h
+}
+
+/// Where a route forwards, in the guide's words: 「転送先: オンライン資格確認NW基盤」 rather than
+/// the configuration's `nw-base`.
+fn route_label(lang: Lang, route: &super::view::RouteView) -> String {
+    use crate::check::RouteKind;
+    match (route.kind, lang) {
+        (RouteKind::Other, _) => route.name.clone(),
+        (kind, Lang::Ja) => kind.label_ja().to_string(),
+        (kind, Lang::En) => kind.label_en().to_string(),
+    }
+}
+
+/// The TCP/443 connections to the centre.
+fn centre(h: &mut String, w: &Words, status: &Status) {
+    let _ = writeln!(
+        h,
+        "<h2>{}</h2><p class=\"dim\">{}</p>",
+        w.centre, w.centre_note
+    );
+    if status.centre.is_empty() {
+        let _ = writeln!(h, "<p class=\"dim\">{}</p>", w.centre_none);
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<table><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
+        w.name, w.addresses, w.connected
+    );
+    for c in &status.centre {
+        let result = if c.connected {
+            "<span class=\"ok\">&#9679; OK</span>".to_string()
+        } else {
+            format!(
+                "<span class=\"ng\">&#10005; NG</span> <span class=\"dim\">{}</span>",
+                esc(c.error.as_deref().unwrap_or(""))
+            )
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"addr\">[{}]:443</td><td>{result}</td></tr>",
+            esc(&c.name),
+            c.addr
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// The clients seen recently.
+fn clients(h: &mut String, w: &Words, lang: Lang, status: &Status) {
+    let _ = writeln!(
+        h,
+        "<h2>{}</h2><p class=\"dim\">{}</p>",
+        w.clients, w.clients_note
+    );
+    let Some(clients) = &status.clients else {
+        let _ = writeln!(h, "<p class=\"dim\">{}</p>", w.clients_off);
+        return;
+    };
+    if clients.is_empty() {
+        let _ = writeln!(h, "<p class=\"dim\">{}</p>", w.clients_none);
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        w.client, w.last_query, w.queries, w.table_answer
+    );
+    for c in clients {
+        let answer = match (c.table, lang) {
+            ("answered", Lang::Ja) => "<span class=\"ok\">&#9679; 解決できた</span>",
+            ("answered", Lang::En) => "<span class=\"ok\">&#9679; answered</span>",
+            ("failed", Lang::Ja) => "<span class=\"ng\">&#10005; 解決できなかった</span>",
+            ("failed", Lang::En) => "<span class=\"ng\">&#10005; not answered</span>",
+            ("pending", Lang::Ja) => "<span class=\"dim\">応答待ち</span>",
+            ("pending", Lang::En) => "<span class=\"dim\">waiting</span>",
+            (_, Lang::Ja) => "<span class=\"dim\">問合せなし</span>",
+            (_, Lang::En) => "<span class=\"dim\">none asked</span>",
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"addr\">{}</td><td>{}</td><td>{}</td><td>{answer}</td></tr>",
+            c.addr,
+            c.last.short(),
+            c.queries
+        );
+    }
+    h.push_str("</table>\n");
 }
 
 /// The rows of one server's probe names.

@@ -2,18 +2,21 @@
 //! health and last probe round, the recent changes of state, and the verdict of `oqsdns check`
 //! drawn from the daemon's own probes instead of a new check.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use oqsdns_config::Area;
+use oqsdns_core::clients::TableAnswer;
 use oqsdns_core::health::{ServerHealth, State, Track};
 use oqsdns_core::probe::ProbeResult;
 use oqsdns_core::Transport;
 use serde::Serialize;
 
-use crate::check::verdict::{self, Findings, RouteFinding, RouteKind, ServerFinding, Verdict};
-use crate::check::{kind_of, Answer};
+use crate::check::verdict::{
+    self, CentreFinding, Findings, RouteFinding, RouteKind, ServerFinding, Verdict,
+};
+use crate::check::{centre_finding, kind_of, Answer};
 use crate::Daemon;
 
 /// Changes of state shown, newest first.
@@ -38,6 +41,30 @@ pub struct Status {
     pub prefixes: Vec<String>,
     /// They differ from those at start: line authentication must be done again (FAQ Q18).
     pub prefix_changed: bool,
+    /// The last TCP/443 connections to the centre's addresses (empty before the first, or
+    /// without an area's table).
+    pub centre: Vec<CentreFinding>,
+    /// When they were made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub centre_checked: Option<Time>,
+    /// The clients seen recently, the most recent first; `null` when `[status] clients = false`.
+    pub clients: Option<Vec<ClientView>>,
+}
+
+/// One client (a terminal, usually) that asked oqsdns.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientView {
+    /// Its address.
+    pub addr: IpAddr,
+    /// Its last query.
+    pub last: Time,
+    /// Its queries counted.
+    pub queries: u64,
+    /// Its last query for a name of the guide's table (オン資 or NGN): `answered`, `failed`,
+    /// `pending` or `none` (it asked none).
+    pub table: &'static str,
+    /// The same as a yes or no: `null` when it asked none (or its answer is still coming).
+    pub table_answered: Option<bool>,
 }
 
 /// A moment, as Unix seconds and as text in Japan's time (UTC+9, no daylight saving): the clinic's
@@ -201,8 +228,33 @@ pub fn status(daemon: &Daemon) -> Status {
         .take(CHANGES_SHOWN)
         .map(|(_, c)| c)
         .collect();
-    let findings = findings(&routes, !prefixes.now.is_empty(), prefixes.changed());
+    let reach = daemon.reach().get();
+    let centre: Vec<CentreFinding> = reach
+        .as_ref()
+        .map(|(_, round)| round.iter().cloned().map(centre_finding).collect())
+        .unwrap_or_default();
+    let mut findings = findings(&routes, !prefixes.now.is_empty(), prefixes.changed());
+    findings.centre.clone_from(&centre);
     let verdicts = verdict::verdicts(&findings);
+    let clients = daemon.handler().clients();
+    let clients = clients.enabled().then(|| {
+        let (now, wall) = (std::time::Instant::now(), SystemTime::now());
+        clients
+            .list(now)
+            .into_iter()
+            .map(|c| ClientView {
+                addr: c.addr,
+                last: Time::of(wall.checked_sub(c.ago).unwrap_or(wall)),
+                queries: c.queries,
+                table: c.table.as_str(),
+                table_answered: match c.table {
+                    TableAnswer::Answered => Some(true),
+                    TableAnswer::Failed => Some(false),
+                    TableAnswer::None | TableAnswer::Pending => None,
+                },
+            })
+            .collect()
+    });
     Status {
         ok: verdict::all_ok(&verdicts),
         area: runtime.area(),
@@ -212,6 +264,9 @@ pub fn status(daemon: &Daemon) -> Status {
         changes,
         prefixes: prefixes.now.iter().map(ToString::to_string).collect(),
         prefix_changed: prefixes.changed(),
+        centre,
+        centre_checked: reach.map(|(at, _)| Time::of(at)),
+        clients,
     }
 }
 
@@ -322,6 +377,8 @@ fn findings(routes: &[RouteView], host_global_ipv6: bool, prefix_changed: bool) 
         other_area: None,
         host_global_ipv6,
         prefix_changed: Some(prefix_changed),
+        centre: Vec::new(),
+        openwrt: verdict::on_openwrt(),
     }
 }
 
