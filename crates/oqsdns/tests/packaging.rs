@@ -157,7 +157,7 @@ fn unit_settings() {
 fn value(key: &str) -> &'static str {
     UNIT.lines()
         .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("the unit has no {key}="))
 }
 
