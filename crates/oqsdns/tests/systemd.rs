@@ -499,6 +499,22 @@ fn the_package_under_a_real_systemd() {
     );
     assert_eq!(c.dig_localhost().trim(), "127.0.0.1");
 
+    // Upgrade to a newer version (the same package repacked as VERSION+test1): restarted too.
+    c.ok("cd /root/deb && dpkg-deb -R oqsdns.deb newer \
+          && sed -i 's/^Version: .*/&+test1/' newer/DEBIAN/control \
+          && dpkg-deb -b newer newer.deb >/dev/null && dpkg -i newer.deb");
+    assert!(c
+        .ok("dpkg-query -W -f '${Version}' oqsdns")
+        .ends_with("+test1"));
+    let newer = c.wait_active("the service upgraded to the newer version");
+    assert_ne!(
+        newer, new,
+        "the upgrade to a newer version did not restart the daemon"
+    );
+    let exe = c.ok(&format!("readlink /proc/{newer}/exe"));
+    assert_eq!(exe.trim(), "/usr/bin/oqsdns");
+    let new = newer;
+
     // dpkg -r while running: stopped, nothing answers; the configuration stays.
     c.ok("dpkg -r oqsdns");
     assert!(
