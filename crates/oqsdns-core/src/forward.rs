@@ -392,9 +392,9 @@ impl Runtime {
         }
         let servers: Vec<String> = group.servers.iter().map(|s| s.addr.to_string()).collect();
         if servers.is_empty() {
-            warn!(route = %group.name, "route has no servers; answering SERVFAIL");
+            warn!(route = %group.name, "route {} has no servers; answering SERVFAIL", group.name);
         } else {
-            warn!(route = %group.name, servers = %servers.join(" "), "every server of the route failed; answering SERVFAIL");
+            warn!(route = %group.name, servers = %servers.join(" "), "every server of route {} failed ({}); answering SERVFAIL", group.name, servers.join(" "));
         }
     }
 }

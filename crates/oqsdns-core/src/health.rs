@@ -345,9 +345,15 @@ impl ServerHealth {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
         let (server, route) = (self.addr, &self.route);
         match state {
-            State::Up => info!(%server, %route, %transport, "upstream is up"),
-            State::Down => warn!(%server, %route, %transport, %reason, "upstream is down"),
-            State::Degraded => warn!(%server, %route, %transport, %reason, "upstream is degraded"),
+            State::Up => {
+                info!(%server, %route, %transport, "upstream {server} ({route}) is up over {}", transport.to_string().to_uppercase())
+            }
+            State::Down => {
+                warn!(%server, %route, %transport, %reason, "upstream {server} ({route}) is down over {}: {reason}", transport.to_string().to_uppercase())
+            }
+            State::Degraded => {
+                warn!(%server, %route, %transport, %reason, "upstream {server} ({route}) is degraded over {}: {reason}", transport.to_string().to_uppercase())
+            }
             State::Unknown => {}
         }
     }

@@ -84,7 +84,7 @@ impl PrefixWatch {
             warn!(
                 before = %show(&state.at_start),
                 now = %show(&state.now),
-                "the host's IPv6 prefix changed: line authentication (回線認証) must be done again at https://www.lineauth.mnw (guide FAQ Q18)"
+                "the host's IPv6 prefix changed from {} to {}: line authentication (回線認証) must be done again at https://www.lineauth.mnw (guide FAQ Q18)", show(&state.at_start), show(&state.now)
             );
         }
     }

@@ -149,7 +149,7 @@ impl RateLimiter {
                     %client,
                     limited,
                     rate = self.rate,
-                    "client over the query rate limit; its excess queries are refused or dropped"
+                    "client {client} over the query rate limit of {} a second: {limited} queries refused or dropped", self.rate
                 );
             }
         }

@@ -69,7 +69,7 @@ impl Rebind {
             logged.clear();
         }
         if logged.insert(name.to_ascii_lowercase().into_bytes().into_boxed_slice()) {
-            warn!(%name, %address, "removed an internal address from an internet answer (rebind protection)");
+            warn!(%name, %address, "removed the internal address {address} from the internet answer for {name} (rebind protection)");
         }
     }
 }

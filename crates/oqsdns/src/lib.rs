@@ -31,7 +31,7 @@ pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// The nameservers `"system"` stands for: resolv.conf minus the daemon's own addresses.
 pub fn system_servers(resolv_conf: &Path, listening: &[SocketAddr]) -> Vec<SocketAddr> {
     let text = std::fs::read_to_string(resolv_conf).unwrap_or_else(|error| {
-        warn!(%error, path = %resolv_conf.display(), "cannot read the system resolver list");
+        warn!(%error, path = %resolv_conf.display(), "cannot read the system resolver list {}: {error}", resolv_conf.display());
         String::new()
     });
     let servers = system::parse_resolv_conf(&text);
@@ -46,7 +46,7 @@ pub async fn resolve_area(config: &Config) -> Config {
     let timeout = config.health.timeout.0;
     match probe::detect_area(timeout).await {
         Some(area) => {
-            info!(%area, "area auto: chose the area whose NW-base DNS answers");
+            info!(%area, "area auto: chose {area}, the area whose NW-base DNS answers");
             config.with_area(area)
         }
         None => {
@@ -290,7 +290,7 @@ pub async fn serve(
     for listener in listeners {
         let udp = tokio::net::UdpSocket::from_std(listener.udp)?;
         let tcp = tokio::net::TcpListener::from_std(listener.tcp)?;
-        info!(addr = %listener.addr, "listening on UDP and TCP");
+        info!(addr = %listener.addr, "listening on {} over UDP and TCP", listener.addr);
         tasks.spawn(serve_udp(
             udp,
             handler.clone(),
@@ -313,7 +313,7 @@ pub async fn serve(
 }
 
 fn log_table(config: &Config, runtime: &Runtime) {
-    info!(area = %config.area, "routing table");
+    info!(area = %config.area, "routing table for area {}", config.area);
     for route in config.routes_effective() {
         info!("route {}", forward::describe_route(&route));
     }

@@ -37,13 +37,13 @@ pub fn raise_nofile(config: &Config) -> Option<(u64, u64)> {
     }
     let target = need.min(hard);
     if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
-        warn!(%error, soft, need, "cannot raise the open files limit");
+        warn!(%error, soft, need, "cannot raise the open files limit from {soft} to {need}: {error}");
         return Some((soft, hard));
     }
     if target < need {
         warn!(
             limit = target,
-            need, "open files limit below what max_inflight and tcp_connections may need"
+            need, "open files limit {target} below the {need} that max_inflight and tcp_connections may need (raise LimitNOFILE)"
         );
     } else {
         debug!(from = soft, to = target, "open files limit raised");

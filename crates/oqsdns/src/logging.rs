@@ -1,15 +1,23 @@
 //! Logging: structured records to the systemd journal when stderr is connected to it
-//! (`JOURNAL_STREAM`), readable text on stderr otherwise. `RUST_LOG` sets the level (default `info`).
+//! (`JOURNAL_STREAM`), readable lines on stderr otherwise. `RUST_LOG` sets the level (default `info`).
 //!
 //! For the journal, each tracing event becomes a `log::Record` whose key-values are the event's
 //! fields, handed to `systemd_journal_logger::JournalLog`: `warn!(route = "nw-base", ...)` shows up
 //! as the journal field `ROUTE=nw-base`, searchable with `journalctl ROUTE=nw-base`.
+//!
+//! The text a person reads (the journal's MESSAGE, the stderr line) is the event's message, which
+//! names what happened, to what and why, followed by `key=value` for any field whose value the
+//! message does not already show: a fact is never only in a field nobody sees in `journalctl`.
+//! Colour on stderr only when it is a terminal: `logread` and log files show escape codes raw.
 
 use std::fmt::{self, Write as _};
+use std::io::{IsTerminal as _, Write as _};
 
 use systemd_journal_logger::JournalLog;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
@@ -25,11 +33,45 @@ pub fn init() {
             return;
         }
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    let ansi = std::io::stderr().is_terminal();
+    let _ = tracing_subscriber::registry()
+        .with(StderrLayer { ansi }.with_filter(filter))
         .try_init();
+}
+
+/// Writes every event to stderr as one line: time, level, text.
+struct StderrLayer {
+    /// Colour the level (stderr is a terminal).
+    ansi: bool,
+}
+
+impl<S: Subscriber> Layer<S> for StderrLayer {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let mut time = String::new();
+        let _ = SystemTime.format_time(&mut Writer::new(&mut time));
+        let line = stderr_line(&time, *event.metadata().level(), &fields, self.ansi);
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+/// `2026-12-01T09:00:00.000000Z  WARN upstream ... is down over UDP: timed out\n`.
+fn stderr_line(time: &str, level: Level, fields: &Fields, ansi: bool) -> String {
+    let colour = match level {
+        Level::ERROR => "31",
+        Level::WARN => "33",
+        Level::INFO => "32",
+        Level::DEBUG => "34",
+        Level::TRACE => "35",
+    };
+    let level = format!("{level:>5}");
+    let level = if ansi {
+        format!("\x1b[{colour}m{level}\x1b[0m")
+    } else {
+        level
+    };
+    format!("{time} {level} {}\n", fields.text())
 }
 
 /// Sends every event to the journal with its fields as journal fields.
@@ -45,7 +87,7 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
         let kvs: Vec<(&str, &str)> = fields.pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let _ = self.journal.journal_send(
             &log::Record::builder()
-                .args(format_args!("{}", fields.message))
+                .args(format_args!("{}", fields.text()))
                 .level(log_level(*meta.level()))
                 .target(meta.target())
                 .module_path(meta.module_path())
@@ -89,6 +131,24 @@ impl Visit for Fields {
 }
 
 impl Fields {
+    /// The message, then ` key=value` for each field whose value it does not contain (in any case:
+    /// `over UDP` shows `transport=udp`).
+    fn text(&self) -> String {
+        let mut text = self.message.clone();
+        let lower = self.message.to_lowercase();
+        for (key, value) in &self.pairs {
+            if value.is_empty() || lower.contains(&value.to_lowercase()) {
+                continue;
+            }
+            if value.contains(char::is_whitespace) {
+                let _ = write!(text, " {key}={value:?}");
+            } else {
+                let _ = write!(text, " {key}={value}");
+            }
+        }
+        text
+    }
+
     fn push(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
@@ -131,6 +191,66 @@ mod tests {
                 ("server", "192.0.2.1:53".to_owned()),
                 ("transport", "tcp".to_owned()),
             ]
+        );
+    }
+
+    fn capture(emit: impl FnOnce()) -> Vec<Fields> {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Capture(seen.clone()));
+        tracing::subscriber::with_default(subscriber, emit);
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        seen
+    }
+
+    /// The facts are in the text; the fields stay for the journal's search.
+    #[test]
+    fn the_text_names_the_facts() {
+        let seen = capture(|| {
+            let server = std::net::SocketAddr::from((
+                std::net::Ipv6Addr::new(0x2404, 0x1a8, 0xf583, 0xd00, 0, 0, 0x53, 1),
+                53,
+            ));
+            let (route, transport, reason) = ("nw-base", "udp", "timed out");
+            tracing::warn!(%server, route, transport, reason,
+                "upstream {server} ({route}) is down over {}: {reason}", transport.to_uppercase());
+        });
+        assert_eq!(
+            seen[0].text(),
+            "upstream [2404:1a8:f583:d00::53:1]:53 (nw-base) is down over UDP: timed out"
+        );
+        assert_eq!(seen[0].pairs.len(), 4);
+        assert_eq!(
+            seen[0].pairs[0],
+            ("server", "[2404:1a8:f583:d00::53:1]:53".to_owned())
+        );
+    }
+
+    /// A field the message leaves out is appended, quoted when it has spaces.
+    #[test]
+    fn facts_missing_from_the_message_are_appended() {
+        let seen = capture(|| {
+            tracing::warn!(
+                client = "192.0.2.7",
+                limited = 12,
+                error = "no route to host",
+                "sent 12 replies"
+            );
+        });
+        assert_eq!(
+            seen[0].text(),
+            "sent 12 replies client=192.0.2.7 error=\"no route to host\""
+        );
+    }
+
+    #[test]
+    fn no_escape_codes_unless_a_terminal() {
+        let seen = capture(|| tracing::error!("cannot listen on 127.0.0.1:53 (udp)"));
+        let plain = stderr_line("T", Level::ERROR, &seen[0], false);
+        assert_eq!(plain, "T ERROR cannot listen on 127.0.0.1:53 (udp)\n");
+        let coloured = stderr_line("T", Level::ERROR, &seen[0], true);
+        assert_eq!(
+            coloured,
+            "T \x1b[31mERROR\x1b[0m cannot listen on 127.0.0.1:53 (udp)\n"
         );
     }
 }

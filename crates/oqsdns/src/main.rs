@@ -56,6 +56,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         bundle: Option<PathBuf>,
     },
+    /// Ask the running daemon with this process ID to read its configuration again (SIGHUP): the
+    /// unit's ExecReload, so that a reload needs no `kill` binary.
+    Reload {
+        /// The daemon's process ID ($MAINPID in the unit).
+        #[arg(value_parser = clap::value_parser!(i32).range(1..))]
+        pid: i32,
+    },
     /// Validate or show a configuration.
     Config {
         #[command(subcommand)]
@@ -83,6 +90,14 @@ enum ConfigCommand {
     },
 }
 
+/// Exit status of `run` and `config check` for a configuration that is invalid: retrying cannot
+/// help (the unit's `RestartPreventExitStatus=2`).
+const EXIT_CONFIG: u8 = 2;
+
+/// Exit status of `run` when a listen address or the status endpoint cannot be opened (taken by
+/// another server, or not permitted): distinct from a crash (1), so that it reads as what it is.
+const EXIT_LISTEN: u8 = 3;
+
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     let loaded = match path {
         Some(path) => Config::load(path),
@@ -90,7 +105,7 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     };
     loaded.map_err(|e| {
         eprintln!("error: {e}");
-        ExitCode::from(2)
+        ExitCode::from(EXIT_CONFIG)
     })
 }
 
@@ -170,6 +185,16 @@ fn main() -> ExitCode {
             json,
             bundle,
         } => check(config, area, server, json, bundle),
+        Command::Reload { pid } => {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot signal the daemon (process {pid}) to reload: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run {
             config,
             area,
@@ -184,7 +209,7 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return ExitCode::from(2);
+                    return ExitCode::from(EXIT_CONFIG);
                 }
             };
             oqsdns::logging::init();
@@ -279,8 +304,8 @@ fn run(config: Config, source: Source) -> ExitCode {
     let listeners = match oqsdns::bind_all(&addrs) {
         Ok(listeners) => listeners,
         Err(e) => {
-            error!("{e}");
-            return ExitCode::FAILURE;
+            error!(addr = %e.addr, transport = e.transport, error = %e.source, "{e}; not starting");
+            return ExitCode::from(EXIT_LISTEN);
         }
     };
     let bound: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
@@ -291,8 +316,10 @@ fn run(config: Config, source: Source) -> ExitCode {
         .map(|s| oqsdns::status::bind(s.listen))
     {
         Some(Err(e)) => {
-            error!("cannot open the status endpoint: {e}");
-            return ExitCode::FAILURE;
+            let addr = config.status.as_ref().map(|s| s.listen.to_string());
+            let addr = addr.unwrap_or_default();
+            error!(%addr, error = %e, "cannot open the status endpoint on {addr}: {e}; not starting");
+            return ExitCode::from(EXIT_LISTEN);
         }
         status => status.and_then(Result::ok),
     };
@@ -313,9 +340,11 @@ fn run(config: Config, source: Source) -> ExitCode {
         if let (Some(listener), Some(s)) = (status, &config.status) {
             let serve =
                 oqsdns::status::serve(listener, daemon.clone(), s.connections, shutdown.clone());
-            tokio::spawn(
-                async move { serve.await.inspect_err(|e| error!("status endpoint: {e}")) },
-            );
+            tokio::spawn(async move {
+                serve
+                    .await
+                    .inspect_err(|e| error!(error = %e, "status endpoint stopped: {e}"))
+            });
         }
         match oqsdns::serve(&config, listeners, daemon.handler(), shutdown).await {
             Ok(()) => {
@@ -323,7 +352,7 @@ fn run(config: Config, source: Source) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                error!("{e}");
+                error!(error = %e, "stopped on an error: {e}");
                 ExitCode::FAILURE
             }
         }
@@ -339,7 +368,7 @@ async fn signals(shutdown: CancellationToken, daemon: Arc<Daemon>, source: Sourc
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
     ) else {
-        error!("cannot install signal handlers");
+        error!("cannot install the signal handlers: SIGTERM will not stop the daemon cleanly, SIGHUP will not reload");
         return;
     };
     loop {
@@ -357,7 +386,9 @@ async fn signals(shutdown: CancellationToken, daemon: Arc<Daemon>, source: Sourc
 async fn reload(daemon: &Daemon, source: &Source) {
     oqsdns::notify::reloading();
     match source.load() {
-        Err(e) => error!("reload failed; the running configuration stays in force: {e}"),
+        Err(e) => {
+            error!(error = %e, "reload failed; the running configuration stays in force: {e}")
+        }
         Ok(config) => {
             if config.server != daemon.config().server {
                 warn!(
@@ -365,7 +396,11 @@ async fn reload(daemon: &Daemon, source: &Source) {
                 );
             }
             daemon.apply(&config).await;
-            info!("configuration reloaded");
+            let from = source.path.as_ref().map_or_else(
+                || "the built-in defaults".to_owned(),
+                |p| p.display().to_string(),
+            );
+            info!(path = %from, "configuration reloaded from {from}");
         }
     }
     oqsdns::notify::reloaded();

@@ -74,7 +74,7 @@ pub async fn serve_tcp(
                 warn!(
                     client = %peer.ip(),
                     cap = limits.per_client,
-                    "client holds its share of TCP connections; closing its new ones"
+                    "client {} holds its share of {} TCP connections; closing its new ones", peer.ip(), limits.per_client
                 );
             }
             continue;

@@ -81,7 +81,7 @@ pub async fn serve_udp(
     let socket = match blocking(socket) {
         Ok(socket) => Arc::new(socket),
         Err(error) => {
-            error!(%error, ?local, "UDP listener unusable");
+            error!(%error, ?local, "UDP listener on {} unusable, not serving: {error}", local.map_or("?".into(), |a| a.to_string()));
             return;
         }
     };
@@ -112,7 +112,7 @@ pub async fn serve_udp(
             drop(done);
         });
     if let Err(error) = spawned {
-        error!(%error, ?local, "UDP listener thread not started");
+        error!(%error, ?local, "UDP listener thread for {} not started: {error}", local.map_or("?".into(), |a| a.to_string()));
         return;
     }
     shutdown.cancelled().await;

@@ -72,7 +72,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
-    info!(addr = %listener.local_addr()?, "status page on HTTP");
+    info!(addr = %listener.local_addr()?, "status page on http://{}/", listener.local_addr()?);
     let exporter = Arc::new(Exporter::new(daemon.clone()));
     let open = Arc::new(Semaphore::new(connections));
     let tasks = TaskTracker::new();
