@@ -414,3 +414,57 @@ async fn a_slow_default_name_does_not_mark_its_server_down() {
     })
     .await;
 }
+
+/// UDP to both servers of a route dropped, TCP open, before the probes have told anything: the
+/// first query is answered over TCP instead of SERVFAIL, within the time its UDP tries alone
+/// took; the probes, woken by those failures, then move both servers to TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_query_is_answered_over_tcp_when_udp_is_dropped() {
+    within(async {
+        let dropped = Arc::new(AtomicBool::new(true));
+        let primary = switchable("primary", dropped.clone(), Some(Via::Udp)).await;
+        let alternate = switchable("alternate", dropped.clone(), Some(Via::Udp)).await;
+        let internet = FakeUpstream::start(fake::identify("internet")).await;
+        let mut config = config(&[primary.addr, alternate.addr], internet.addr, "1h");
+        // Probes slow to decide, so that the query comes first.
+        config.health.timeout = "2s".parse().unwrap();
+        config.health.fall = 3;
+        let daemon = Daemon::start(config).await;
+        let (first, second) = (daemon.health("nw-base", 0), daemon.health("nw-base", 1));
+        let started = Instant::now();
+        let answer = client::udp(
+            daemon.addr(),
+            &query("www.lineauth.mnw", RecordType::TXT, None),
+        )
+        .await;
+        let took = started.elapsed();
+        assert!(!first.udp.is_down(), "the probes had not decided yet");
+        assert_eq!(txt_of(&answer), ["primary"], "answered, over TCP");
+        // Nothing is known of their round-trip times, so the alternate is asked when the
+        // primary's UDP try times out (1 s), and SERVFAIL would have come 1 s later: the
+        // primary's TCP try, begun half a timeout after, answers within that budget.
+        assert!(
+            took < Duration::from_millis(1900),
+            "took {took:?}, the budget is 2 s"
+        );
+        assert!(primary.count(Via::Tcp) >= 1);
+        for server in [&first, &second] {
+            until(server, |s| s.plan() == oqsdns_core::health::Plan::TcpOnly).await;
+        }
+        let tcp_before = primary.count(Via::Tcp);
+        let started = Instant::now();
+        let answer = client::udp(
+            daemon.addr(),
+            &query("other.lineauth.mnw", RecordType::TXT, None),
+        )
+        .await;
+        assert_eq!(txt_of(&answer), ["primary"]);
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(primary.count(Via::Tcp) > tcp_before);
+    })
+    .await;
+}
