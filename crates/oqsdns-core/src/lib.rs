@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod rebind;
 pub mod router;
 pub mod server;
+pub mod state;
 pub mod system;
 pub mod throttle;
 pub mod upstream;

@@ -50,6 +50,11 @@ enum Command {
         /// Print the findings and verdicts as JSON.
         #[arg(long)]
         json: bool,
+        /// First record that line authentication (回線認証) was redone at
+        /// https://www.lineauth.mnw after the IPv6 prefix changed (FAQ Q18): the daemon stops
+        /// asking for it. Writes the daemon's state file.
+        #[arg(long)]
+        confirm_reauth: bool,
     },
     /// Validate or show a configuration.
     Config {
@@ -163,7 +168,8 @@ fn main() -> ExitCode {
             area,
             server,
             json,
-        } => check(config, area, server, json),
+            confirm_reauth,
+        } => check(config, area, server, json, confirm_reauth),
         Command::Run {
             config,
             area,
@@ -215,6 +221,7 @@ fn check(
     area: Option<Area>,
     server: Option<ServerAddr>,
     json: bool,
+    confirm_reauth: bool,
 ) -> ExitCode {
     let source = Source {
         path,
@@ -239,6 +246,20 @@ fn check(
             return ExitCode::from(2);
         }
     };
+    if confirm_reauth {
+        match runtime.block_on(oqsdns::check::confirm_reauth(&config, server)) {
+            Ok(done) => eprintln!(
+                "回線認証のやり直しを記録しました（{path}）。IPv6 プレフィックス {known} を回線のものとします。\n\
+                 Recorded that line authentication was redone ({path}); {known} is now the line's IPv6 prefix.",
+                path = done.path.display(),
+                known = if done.known.is_empty() { "(none)".to_string() } else { done.known.join(" ") },
+            ),
+            Err(e) => {
+                eprintln!("error: cannot record the line authentication: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let report = runtime.block_on(oqsdns::check::run(&config, server));
     if json {
         print!("{}", oqsdns::check::render::json(&report));
