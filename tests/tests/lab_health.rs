@@ -81,11 +81,11 @@ fn lab_dead_nw_base_is_seen_within_interval_plus_fall_timeouts() {
         }
         down_logged.is_some() && unhealthy.is_some()
     });
-    eprintln!("`upstream is down` after {down_logged:?}, /health 503 after {unhealthy:?}");
     let bound = Duration::from_secs(8) + Duration::from_secs(1);
     let log = lab.oqsdns_log();
     let down_logged = down_logged.unwrap_or_else(|| panic!("no `upstream is down`\n{log}"));
     let unhealthy = unhealthy.unwrap_or_else(|| panic!("/health never 503\n{log}"));
+    eprintln!("`upstream is down` after {down_logged:?}, /health 503 after {unhealthy:?}");
     assert!(
         down_logged <= bound,
         "`upstream is down` after {down_logged:?}\n{log}"
