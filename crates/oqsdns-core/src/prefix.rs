@@ -62,7 +62,7 @@ impl Prefixes {
     /// Whether the line has a prefix it is not known to have: line authentication must be
     /// done again (FAQ Q18).
     pub fn changed(&self) -> bool {
-        !self.known.is_empty() && self.last.iter().any(|p| !self.known.contains(p))
+        state::is_change(&self.known, &self.last)
     }
 }
 
@@ -211,7 +211,6 @@ impl Inner {
             return;
         }
         self.stamp = stamp;
-        let was_changed = self.saved.changed();
         match Saved::load(&path) {
             Ok(Some(saved)) => {
                 if saved.confirmed != self.saved.confirmed && saved.confirmed.is_some() && !force {
@@ -224,9 +223,6 @@ impl Inner {
             Err(error) => {
                 warn!(%error, "cannot read the state file; the prefix watch (FAQ Q18) starts without history");
             }
-        }
-        if was_changed && !self.saved.changed() && !force {
-            info!("the prefix watch (FAQ Q18) no longer asks for line authentication");
         }
     }
 

@@ -80,7 +80,7 @@ pub enum StateError {
 impl Saved {
     /// Whether the last prefixes seen hold one the line is not known to have.
     pub fn changed(&self) -> bool {
-        !self.known.is_empty() && self.last.iter().any(|p| !self.known.contains(p))
+        is_change(&self.known, &self.last)
     }
 
     /// The file's text.
@@ -174,6 +174,11 @@ impl Saved {
         }
         written.map_err(io)
     }
+}
+
+/// Whether `last` holds a prefix not in `known` (nothing known yet is never a change).
+pub fn is_change(known: &[Ipv6Net], last: &[Ipv6Net]) -> bool {
+    !known.is_empty() && last.iter().any(|p| !known.contains(p))
 }
 
 /// Seconds since the Unix epoch now.
