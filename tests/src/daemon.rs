@@ -18,6 +18,7 @@ pub struct Daemon {
     pub status: Option<SocketAddr>,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl Daemon {
@@ -41,6 +42,13 @@ impl Daemon {
             oqsdns_config::Area::None,
             "the presets' servers are outside loopback: tests name their own routes"
         );
+        // The prefix watch's state file: a folder of this daemon's, never the system's default.
+        let mut state_dir = None;
+        if config.health.state_file.is_none() {
+            let dir = scratch_dir();
+            config.health.state_file = Some(dir.join("state"));
+            state_dir = Some(dir);
+        }
         let addrs: Vec<SocketAddr> = config.server.listen.iter().map(|a| a.0).collect();
         let listeners = bind(&addrs);
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
@@ -68,6 +76,7 @@ impl Daemon {
             status,
             stop,
             task: Some(task),
+            state_dir,
         }
     }
 
@@ -99,7 +108,20 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop.cancel();
+        if let Some(dir) = &self.state_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// A new empty folder under the system's temporary one.
+fn scratch_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("oqsdns-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// Binds `addrs`. With port 0 the TCP listener takes the port the kernel gave UDP, which a TCP

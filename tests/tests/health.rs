@@ -1,6 +1,7 @@
-//! The health module against fake upstreams: dead primaries are detected by probes and by real
-//! queries and skipped without waiting for their timeout, recover, and a server whose UDP is
-//! dropped is used over TCP.
+//! The health module against fake upstreams: dead primaries are detected by probes (woken by
+//! real queries, which alone decide nothing) within `interval + fall × timeout`, skipped without
+//! waiting for their timeout, recover, and a server whose UDP is dropped is used over TCP, from
+//! the first query on.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,10 +10,13 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 use oqsdns_config::{Config, RouteConfig, ServerAddr};
-use oqsdns_core::health::{ServerHealth, State};
+use oqsdns_core::health::{ServerHealth, State, Thresholds};
+use oqsdns_core::probe::probe_loop;
 use oqsdns_tests::client::{self, query, txt_of};
 use oqsdns_tests::daemon::{config_with_default, Daemon};
+use oqsdns_tests::http;
 use oqsdns_tests::upstream::{self as fake, Action, FakeUpstream, Via};
+use tokio_util::sync::CancellationToken;
 
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(30), f)
@@ -112,7 +116,7 @@ async fn a_dead_primary_is_skipped_once_detected_and_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_query_failures_mark_a_primary_down_before_the_next_probe() {
+async fn real_query_failures_wake_the_probes_which_mark_a_primary_down() {
     within(async {
         let dead = Arc::new(AtomicBool::new(false));
         let primary = switchable("primary", dead.clone(), None).await;
@@ -144,7 +148,8 @@ async fn real_query_failures_mark_a_primary_down_before_the_next_probe() {
         }
         assert_eq!(primary.total(), asked + 2, "both were asked of the primary");
         // The alternate answered each after the hedge delay; the primary's asks ran on to their
-        // timeout in the background, and their failures (fall = 2) mark it down.
+        // timeout in the background, and their failures woke the probes (the interval is an
+        // hour), whose failed rounds (fall = 2) mark it down.
         until(&health, |s| s.udp.is_down()).await;
         let started = Instant::now();
         let answer = client::udp(
@@ -295,6 +300,171 @@ async fn a_primary_that_goes_silent_is_raced_instead_of_waited_for() {
             asked + 1,
             "a primary that lost a race is not asked while the alternate answers"
         );
+    })
+    .await;
+}
+
+/// The bound of issue 15 with the lab's values (`interval = "2s"`, the default 2 s timeout,
+/// fall = 3) and four names per round, under paused time: the loop's own timers decide, not the
+/// machine's load. A round asks its names at once, so it lasts one timeout however many there are.
+#[tokio::test(start_paused = true)]
+async fn a_dead_server_is_marked_down_within_interval_plus_fall_timeouts() {
+    within(async {
+        let dead = Arc::new(AtomicBool::new(false));
+        let upstream = switchable("nw-base", dead.clone(), None).await;
+        let (interval, timeout, fall) = (Duration::from_secs(2), Duration::from_secs(2), 3);
+        let server = Arc::new(ServerHealth::new(
+            upstream.addr,
+            "nw-base",
+            Thresholds { rise: 2, fall },
+        ));
+        let names = [
+            "www.lineauth.mnw",
+            "hweb.oqs.onshikaku.org",
+            "a.mnw",
+            "b.mnw",
+        ]
+        .map(|n| format!("{n} TXT").parse().unwrap())
+        .to_vec();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(probe_loop(
+            server.clone(),
+            names,
+            interval,
+            timeout,
+            stop.clone(),
+        ));
+        until(&server, |s| s.state() == State::Up).await;
+        // Dead just after a round passed: the worst case, a whole interval before the next one.
+        dead.store(true, Ordering::Relaxed);
+        let died = tokio::time::Instant::now();
+        until(&server, |s| s.state() == State::Down).await;
+        let took = died.elapsed();
+        // tokio's timers tick in whole milliseconds: each of the four waits may end up to 1 ms late.
+        let bound = interval + timeout * fall + Duration::from_millis(4);
+        assert!(took <= bound, "marked down after {took:?}, bound {bound:?}");
+        assert!(
+            took >= timeout * fall,
+            "{took:?}: fall = {fall} rounds of {timeout:?} each"
+        );
+        assert!(
+            server.udp.reason().contains("timed out"),
+            "{}",
+            server.udp.reason()
+        );
+        stop.cancel();
+        task.await.unwrap();
+    })
+    .await;
+}
+
+/// A name the default server is slow for (beyond the forward timeout), while it answers its
+/// probes: the real queries time out and wake the probes, which find it well; it stays up and
+/// `/health` stays 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_default_name_does_not_mark_its_server_down() {
+    within(async {
+        let nw_base = FakeUpstream::start(fake::identify("nw-base")).await;
+        let internet = FakeUpstream::start(|q, _| {
+            let message = fake::reply(q, vec![fake::txt(q, "internet")]);
+            if fake::qname(q).to_ascii().starts_with("slow.") {
+                Action::Delay(Duration::from_secs(5), message)
+            } else {
+                Action::Reply(message)
+            }
+        })
+        .await;
+        let mut config = config(&[nw_base.addr], internet.addr, "1h");
+        config.forward.names = vec!["probe.example TXT".parse().unwrap()];
+        config.forward.timeout = "500ms".parse().unwrap();
+        config.status = Some(oqsdns_config::StatusConfig::on(
+            "127.0.0.1:0".parse().unwrap(),
+        ));
+        let daemon = Daemon::start(config).await;
+        let status = daemon.status.unwrap();
+        let health = daemon.health("default", 0);
+        until(&health, |s| s.state() == State::Up).await;
+        until(&daemon.health("nw-base", 0), |s| s.state() == State::Up).await;
+        let probed = |s: &ServerHealth| s.stats.probe_passes.of(oqsdns_core::Transport::Udp).get();
+        let before = probed(&health);
+        for name in ["slow.example.com", "slow.example.net", "slow.example.org"] {
+            let answer = client::udp(daemon.addr(), &query(name, RecordType::TXT, None)).await;
+            assert_eq!(
+                answer.metadata.response_code,
+                hickory_proto::op::ResponseCode::ServFail,
+                "{name}: the server is slower than the timeout"
+            );
+        }
+        // The failures woke the probes (the interval is an hour): they passed.
+        while probed(&health) == before {
+            let mut changes = health.subscribe();
+            let _ = tokio::time::timeout(Duration::from_millis(50), changes.changed()).await;
+        }
+        assert_eq!(health.state(), State::Up, "{}", health.udp.reason());
+        assert!(!health.udp.is_down() && !health.tcp.is_down());
+        let page = http::get(status, "/health").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        // A name it answers goes to it at once, not after another server.
+        let answer = client::udp(
+            daemon.addr(),
+            &query("www.example.com", RecordType::TXT, None),
+        )
+        .await;
+        assert_eq!(txt_of(&answer), ["internet"]);
+    })
+    .await;
+}
+
+/// UDP to both servers of a route dropped, TCP open, before the probes have told anything: the
+/// first query is answered over TCP instead of SERVFAIL, within the time its UDP tries alone
+/// took; the probes, woken by those failures, then move both servers to TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_query_is_answered_over_tcp_when_udp_is_dropped() {
+    within(async {
+        let dropped = Arc::new(AtomicBool::new(true));
+        let primary = switchable("primary", dropped.clone(), Some(Via::Udp)).await;
+        let alternate = switchable("alternate", dropped.clone(), Some(Via::Udp)).await;
+        let internet = FakeUpstream::start(fake::identify("internet")).await;
+        let mut config = config(&[primary.addr, alternate.addr], internet.addr, "1h");
+        // Probes slow to decide, so that the query comes first.
+        config.health.timeout = "2s".parse().unwrap();
+        config.health.fall = 3;
+        let daemon = Daemon::start(config).await;
+        let (first, second) = (daemon.health("nw-base", 0), daemon.health("nw-base", 1));
+        let started = Instant::now();
+        let answer = client::udp(
+            daemon.addr(),
+            &query("www.lineauth.mnw", RecordType::TXT, None),
+        )
+        .await;
+        let took = started.elapsed();
+        assert!(!first.udp.is_down(), "the probes had not decided yet");
+        assert_eq!(txt_of(&answer), ["primary"], "answered, over TCP");
+        // Nothing is known of their round-trip times, so the alternate is asked when the
+        // primary's UDP try times out (1 s), and SERVFAIL would have come 1 s later: the
+        // primary's TCP try, begun half a timeout after, answers within that budget.
+        assert!(
+            took < Duration::from_millis(1900),
+            "took {took:?}, the budget is 2 s"
+        );
+        assert!(primary.count(Via::Tcp) >= 1);
+        for server in [&first, &second] {
+            until(server, |s| s.plan() == oqsdns_core::health::Plan::TcpOnly).await;
+        }
+        let tcp_before = primary.count(Via::Tcp);
+        let started = Instant::now();
+        let answer = client::udp(
+            daemon.addr(),
+            &query("other.lineauth.mnw", RecordType::TXT, None),
+        )
+        .await;
+        assert_eq!(txt_of(&answer), ["primary"]);
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(primary.count(Via::Tcp) > tcp_before);
     })
     .await;
 }

@@ -362,12 +362,32 @@ fn failover(test: &str, area: Area) {
     }
 
     lab.restore();
-    // The primary gets its place back once `rise` probes in a row pass.
+    // The primary gets its place back once it answers again: when the probes had marked it
+    // down, after `rise` probes in a row pass; when they had not yet (real queries only wake
+    // them), at its first answer to a probe, which clears its lost races.
     let primary_up = format!("server=nw-base [{nw_primary}]:53 udp=up tcp=up use=udp");
     wait_for_status(&lab, &primary_up, 30, || {
         let _ = lab.query("whoami.lineauth.mnw", "TXT").wait(6).run();
     });
     let primary = format!("nw-base-{name}-primary");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let answer = lab
+            .query(&format!("back{n}.whoami.lineauth.mnw"), "TXT")
+            .wait(6)
+            .run();
+        if answer.data("TXT") == [primary.clone()] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the primary never answered first again\n{answer}\n{}",
+            lab.oqsdns_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_answered_by(&lab, "whoami.lineauth.mnw", false, &primary, 6);
     lab.assert_running();
 }

@@ -336,10 +336,12 @@ async fn the_dashboards_queries_return_series_and_the_prefix_alert_fires() {
         // the interfaces may put the old one back: set it again until the alert fires).
         let new_prefix = vec!["2408:82:9999:1200::/64".parse().unwrap()];
         let prefixes = daemon.daemon.handler().prefixes();
+        // First the line's prefix as a first start learns it, then another one.
+        prefixes.observe(vec!["2408:82:1111:1200::/64".parse().unwrap()]);
         let deadline = tokio::time::Instant::now() + limit;
         let alert = query_path(r#"ALERTS{alertname="OqsdnsPrefixChanged",alertstate="firing"}"#);
         loop {
-            prefixes.update(new_prefix.clone());
+            prefixes.observe(new_prefix.clone());
             let answer = http::get(prometheus.addr(), &alert).await;
             let json: Value = serde_json::from_str(&answer.body).unwrap();
             if json["data"]["result"]

@@ -192,6 +192,11 @@ pub struct HealthConfig {
     /// Consecutive failures that mark a server down.
     #[serde(default = "default_fall")]
     pub fall: u32,
+    /// The state file, where the prefix watch (FAQ Q18) keeps the line's prefixes across
+    /// restarts. `$STATE_DIRECTORY/state` wins when systemd sets it (`StateDirectory=`); without
+    /// either, `/etc/oqsdns/state` (persistent on OpenWrt, whose `/var` is a tmpfs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 fn default_interval() -> HumanDuration {
@@ -217,6 +222,7 @@ impl Default for HealthConfig {
             timeout: default_probe_timeout(),
             rise: default_rise(),
             fall: default_fall(),
+            state_file: None,
         }
     }
 }

@@ -300,6 +300,13 @@ impl Runtime {
     /// and the first usable answer wins, so a primary that has just gone silent costs a client
     /// about 100 ms instead of the whole timeout. Asks still under way when an answer wins run
     /// on to their end in the background, so their outcome reaches the health table as before.
+    ///
+    /// When UDP is dropped on the path while TCP passes (a firewall, a router's DNS feature),
+    /// every UDP try is silent: after the last one began, each server whose UDP try has been
+    /// silent for half a timeout is asked the same question over TCP too, within what is left
+    /// of the last UDP try's timeout. A route whose UDP is dropped is thus answered from its first query on,
+    /// and SERVFAIL, when nothing answers, comes no later than without the TCP tries. The probes,
+    /// woken by the UDP failures, then move the servers to TCP for every query.
     async fn fetch(
         &self,
         group: &Group,
@@ -307,29 +314,68 @@ impl Runtime {
         key: cache::Key,
         shared: &Shared,
     ) -> Found {
-        let mut order = asking_order(&group.servers).into_iter().peekable();
+        let mut order = with_tcp_fallback(asking_order(&group.servers))
+            .into_iter()
+            .peekable();
         let query: Arc<[u8]> = request.message().into();
         // Each server being asked, with its place in the order of asking.
         let mut running: Vec<(Arc<ServerHealth>, usize, Ask)> = Vec::with_capacity(2);
         let mut hedge_at = None;
         let mut asked_so_far = 0;
+        // When each UDP try began, and the places of those that ended otherwise than in
+        // silence (an answer, a refusal): asking those servers over TCP would not help.
+        let mut udp_began: Vec<Instant> = Vec::with_capacity(group.servers.len());
+        let mut not_silent: Vec<usize> = Vec::new();
         loop {
             if running.is_empty() || hedge_at.is_some_and(|at| Instant::now() >= at) {
-                let Some((server, plan)) = order.next() else {
+                let next = loop {
+                    match order.next() {
+                        Some(t) if t.fallback && not_silent.contains(&t.udp_place) => continue,
+                        t => break t,
+                    }
+                };
+                let Some(Try {
+                    server,
+                    plan,
+                    fallback,
+                    ..
+                }) = next
+                else {
                     if running.is_empty() {
                         break;
                     }
                     hedge_at = None;
                     continue;
                 };
+                // A TCP try ends with the last UDP one: SERVFAIL comes no later than without it.
+                let timeout = match (fallback, udp_began.last()) {
+                    (true, Some(&began)) => {
+                        (began + self.timeout).saturating_duration_since(Instant::now())
+                    }
+                    _ => self.timeout,
+                };
+                if timeout.is_zero() {
+                    continue;
+                }
                 let delay = hedge_delay(&server, self.timeout);
                 let sockets = shared.sockets.clone();
-                let asked = ask(server.clone(), plan, query.clone(), self.timeout, sockets);
+                let asked = ask(server.clone(), plan, query.clone(), timeout, sockets);
                 let place = asked_so_far;
                 asked_so_far += 1;
                 running.push((server, place, Box::pin(async move { (place, asked.await) })));
-                // With no server left to ask, nothing to race: no timer.
-                hedge_at = order.peek().map(|_| Instant::now() + delay);
+                if !fallback {
+                    udp_began.push(Instant::now());
+                }
+                // With no server left to ask, nothing to race: no timer. A server is asked over
+                // TCP once its UDP try has been silent for half a timeout, and the server just
+                // asked has had its hedge delay (at most half a timeout) to answer.
+                let now = Instant::now();
+                hedge_at = order.peek().map(|t| match udp_began.get(t.udp_place) {
+                    Some(&began) if t.fallback => {
+                        (began + self.timeout / 2).max(now + delay.min(self.timeout / 2))
+                    }
+                    _ => now + delay,
+                });
             }
             let any = std::future::poll_fn(|cx| {
                 for (i, (_, _, ask)) in running.iter_mut().enumerate() {
@@ -349,17 +395,24 @@ impl Runtime {
                 done = any => done,
                 () = hedge => continue,
             };
-            drop(running.swap_remove(done));
-            let Some(mut reply) = reply else {
-                // That server failed: the next one at once, unless another is still asked.
-                if running.is_empty() {
-                    hedge_at = None;
+            let (winner, _, _) = running.swap_remove(done);
+            let mut reply = match reply {
+                Ok(reply) => reply,
+                Err(miss) => {
+                    if miss == Miss::Answered {
+                        not_silent.push(place);
+                    }
+                    // That server failed: the next one at once, unless another is still asked.
+                    if running.is_empty() {
+                        hedge_at = None;
+                    }
+                    continue;
                 }
-                continue;
             };
             for (server, asked_at, slower) in running {
-                // Asked before the winner and still silent: it lost a race.
-                if asked_at < place {
+                // Asked before the winner and still silent: it lost a race (unless it is the
+                // winner itself, asked again over TCP).
+                if asked_at < place && !Arc::ptr_eq(&server, &winner) {
                     server.overtaken();
                 }
                 tokio::spawn(slower);
@@ -414,6 +467,43 @@ fn asking_order(servers: &[Arc<ServerHealth>]) -> Vec<(Arc<ServerHealth>, Plan)>
     order
 }
 
+/// One entry of the order of asking.
+#[derive(Debug)]
+struct Try {
+    server: Arc<ServerHealth>,
+    plan: Plan,
+    /// A TCP try after the server's UDP try (at `udp_place` in the order) was silent.
+    fallback: bool,
+    udp_place: usize,
+}
+
+/// `order`, then a TCP try of each server it asks over UDP, in the same order.
+fn with_tcp_fallback(order: Vec<(Arc<ServerHealth>, Plan)>) -> Vec<Try> {
+    let fallback: Vec<Try> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, plan))| *plan == Plan::Udp)
+        .map(|(place, (server, _))| Try {
+            server: server.clone(),
+            plan: Plan::TcpOnly,
+            fallback: true,
+            udp_place: place,
+        })
+        .collect();
+    let mut tries: Vec<Try> = order
+        .into_iter()
+        .enumerate()
+        .map(|(place, (server, plan))| Try {
+            server,
+            plan,
+            fallback: false,
+            udp_place: place,
+        })
+        .collect();
+    tries.extend(fallback);
+    tries
+}
+
 /// Servers are raced after at least this long (see [`Runtime::fetch`]).
 pub const HEDGE_MIN: Duration = Duration::from_millis(100);
 
@@ -426,20 +516,30 @@ pub fn hedge_delay(server: &ServerHealth, timeout: Duration) -> Duration {
         .min(timeout)
 }
 
-/// One ask of one server, owning what it needs so that it can run on after another answered.
-/// One server being asked, with its place in the order of asking.
-type Ask = std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Option<Vec<u8>>)> + Send>>;
+/// One ask of one server, owning what it needs so that it can run on after another answered,
+/// with its place in the order of asking.
+type Ask =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Result<Vec<u8>, Miss>)> + Send>>;
+
+/// Why a try gave no usable reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Miss {
+    /// Nothing came over UDP before the timeout: TCP may pass where UDP is dropped.
+    UdpSilent,
+    /// The server answered unusably, refused the connection, or failed over TCP.
+    Answered,
+}
 
 /// One try of one server: its reply when usable (not SERVFAIL or REFUSED, records parse);
-/// `None` moves on to the next server. The outcome goes to the server's health.
+/// a [`Miss`] moves on to the next server. The outcome goes to the server's health.
 async fn ask(
     server: Arc<ServerHealth>,
     plan: Plan,
     query: Arc<[u8]>,
     timeout: Duration,
     sockets: Arc<upstream::SocketPool>,
-) -> Option<Vec<u8>> {
-    let request = Request::parse(&query).ok()?;
+) -> Result<Vec<u8>, Miss> {
+    let request = Request::parse(&query).map_err(|_| Miss::Answered)?;
     let route = &server.route;
     let started = Instant::now();
     let tcp_only = plan == Plan::TcpOnly;
@@ -452,7 +552,11 @@ async fn ask(
             let timeout = matches!(error, upstream::UpstreamError::Timeout);
             server.stats.failed(transport, timeout);
             server.record(transport, &Outcome::Fail(error.to_string()), false);
-            return None;
+            return Err(if timeout && transport == Transport::Udp {
+                Miss::UdpSilent
+            } else {
+                Miss::Answered
+            });
         }
     };
     let rtt = started.elapsed();
@@ -464,13 +568,13 @@ async fn ask(
     let rcode = reply.info.rcode;
     if rcode == Rcode::ServFail as u8 || rcode == Rcode::Refused as u8 {
         debug!(rcode, server = %server.addr, %route, "upstream refused or failed");
-        return None;
+        return Err(Miss::Answered);
     }
     if wire::records(&reply.bytes).is_none() {
         debug!(server = %server.addr, %route, "malformed upstream reply");
-        return None;
+        return Err(Miss::Answered);
     }
-    Some(reply.bytes)
+    Ok(reply.bytes)
 }
 
 /// One line per route of the effective table, for the start-up log and `config show`.

@@ -34,7 +34,9 @@ impl Handler {
         Self {
             runtime: ArcSwap::from_pointee(runtime),
             inflight: Arc::new(Semaphore::new(config.server.max_inflight)),
-            prefixes: Arc::new(PrefixWatch::start()),
+            prefixes: Arc::new(PrefixWatch::open(crate::state::path(
+                config.health.state_file.as_deref(),
+            ))),
             shared: Shared::new(config),
             limiter: Arc::new(RateLimiter::new(
                 config.server.rate,

@@ -1,6 +1,7 @@
 //! Upstream health: per server and transport, up, degraded or down, changed only after
-//! consecutive results (rise/fall), fed by the probe loop and by real queries. The query path
-//! reads it with atomic loads only.
+//! consecutive probe results (rise/fall). Real queries do not decide the state: their failures
+//! wake the probe loop, whose rounds confirm or clear them. The query path reads it with atomic
+//! loads only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -82,8 +83,6 @@ pub struct Track {
     slows: AtomicU32,
     latency_us: AtomicU32,
     baseline_us: AtomicU32,
-    /// Whether the last fall to down came from probes (rather than from real queries).
-    probed_down: std::sync::atomic::AtomicBool,
     reason: Mutex<String>,
 }
 
@@ -108,17 +107,14 @@ impl Track {
         self.reason.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
-    /// Records an outcome; returns the new state when it changed. `probe` outcomes also feed the
-    /// latency baseline and the slow detection; real queries only count passes and failures.
-    pub fn record(&self, outcome: &Outcome, limits: Thresholds, probe: bool) -> Option<State> {
+    /// Records a probe round's outcome; returns the new state when it changed. Passes also feed
+    /// the latency baseline and the slow detection.
+    pub fn record(&self, outcome: &Outcome, limits: Thresholds) -> Option<State> {
         match outcome {
             Outcome::Pass(latency) => {
                 let us = latency.as_micros().min(u32::MAX as u128) as u32;
                 if self.fails.load(Ordering::Relaxed) != 0 {
                     self.fails.store(0, Ordering::Relaxed);
-                }
-                if !probe {
-                    return self.pass(limits, State::Up);
                 }
                 self.latency_us.store(us, Ordering::Relaxed);
                 let baseline = self.baseline_us.load(Ordering::Relaxed);
@@ -147,11 +143,7 @@ impl Track {
                 self.passes.store(0, Ordering::Relaxed);
                 let fails = self.fails.fetch_add(1, Ordering::Relaxed) + 1;
                 if fails >= limits.fall {
-                    let changed = self.change(State::Down, reason.clone());
-                    if changed.is_some() || probe {
-                        self.probed_down.store(probe, Ordering::Relaxed);
-                    }
-                    return changed;
+                    return self.change(State::Down, reason.clone());
                 }
                 if let Ok(mut last) = self.reason.lock() {
                     last.clone_from(reason);
@@ -293,14 +285,12 @@ impl ServerHealth {
         }
     }
 
-    /// How to use this server now. TCP alone is used only when probes saw UDP fail while TCP
-    /// passed; UDP failures of real queries alone say nothing of TCP, so such a server goes last
-    /// until the next probe round tells.
+    /// How to use this server now: TCP alone when the probes saw UDP fail while TCP passed.
     pub fn plan(&self) -> Plan {
         match (self.udp.is_down(), self.tcp.is_down()) {
             (false, _) => Plan::Udp,
-            (true, false) if self.udp.probed_down.load(Ordering::Relaxed) => Plan::TcpOnly,
-            _ => Plan::Last,
+            (true, false) => Plan::TcpOnly,
+            (true, true) => Plan::Last,
         }
     }
 
@@ -321,23 +311,36 @@ impl ServerHealth {
         self.changes.subscribe()
     }
 
-    /// Records an outcome of one transport, logging a change of state once.
+    /// Records an outcome of one transport, logging a change of state once. Only probes
+    /// (`probe`) change the state: a real query's failure wakes the probe loop instead (a slow
+    /// name behind a working resolver must not mark it down), and its answer clears
+    /// [`is_overtaken`](Self::is_overtaken). Until the probes confirm a failure, the
+    /// hedged failover keeps queries from waiting for the silent server.
     pub fn record(&self, transport: Transport, outcome: &Outcome, probe: bool) {
-        match outcome {
-            Outcome::Fail(_) if !probe => self.wake.notify_one(),
-            Outcome::Pass(_) if self.overtaken.load(Ordering::Relaxed) => {
-                self.overtaken.store(false, Ordering::Relaxed);
+        if !probe {
+            match outcome {
+                Outcome::Fail(_) => self.wake.notify_one(),
+                Outcome::Pass(_) => {
+                    if self.overtaken.load(Ordering::Relaxed) {
+                        self.overtaken.store(false, Ordering::Relaxed);
+                    }
+                    // An answer from a server the probes marked down: let them look again.
+                    if self.track(transport).is_down() {
+                        self.wake.notify_one();
+                    }
+                }
             }
-            _ => {}
+            return;
         }
-        if probe {
-            let counts = match outcome {
-                Outcome::Pass(_) => &self.stats.probe_passes,
-                Outcome::Fail(_) => &self.stats.probe_failures,
-            };
-            counts.of(transport).inc();
+        if matches!(outcome, Outcome::Pass(_)) && self.overtaken.load(Ordering::Relaxed) {
+            self.overtaken.store(false, Ordering::Relaxed);
         }
-        let Some(state) = self.track(transport).record(outcome, self.limits, probe) else {
+        let counts = match outcome {
+            Outcome::Pass(_) => &self.stats.probe_passes,
+            Outcome::Fail(_) => &self.stats.probe_failures,
+        };
+        counts.of(transport).inc();
+        let Some(state) = self.track(transport).record(outcome, self.limits) else {
             return;
         };
         let reason = self.track(transport).reason();

@@ -17,6 +17,7 @@ pub mod reach;
 pub mod rebind;
 pub mod router;
 pub mod server;
+pub mod state;
 pub mod system;
 pub mod throttle;
 pub mod upstream;

@@ -12,7 +12,8 @@ pub const TYPE_TXT: u16 = 16;
 /// The status name, in wire format.
 pub const STATUS_NAME: &[u8] = b"\x06status\x06oqsdns\x00";
 
-/// The status lines: `area=…`, `prefix-start=…`, `prefix-now=…`, `prefix-changed=yes|no`, and one
+/// The status lines: `area=…`, `prefix-known=…`, `prefix-now=…`, `prefix-changed=yes|no`,
+/// `state-file=…` (where `oqsdns check --confirm-reauth` writes), and one
 /// `server=ROUTE ADDR udp=STATE tcp=STATE use=udp|tcp|last` per upstream.
 pub fn status_lines(runtime: &Runtime, prefixes: &Prefixes) -> Vec<String> {
     let join = |p: &[ipnet::Ipv6Net]| {
@@ -23,13 +24,16 @@ pub fn status_lines(runtime: &Runtime, prefixes: &Prefixes) -> Vec<String> {
     };
     let mut lines = vec![
         format!("area={}", runtime.area()),
-        format!("prefix-start={}", join(&prefixes.at_start)),
+        format!("prefix-known={}", join(&prefixes.known)),
         format!("prefix-now={}", join(&prefixes.now)),
         format!(
             "prefix-changed={}",
             if prefixes.changed() { "yes" } else { "no" }
         ),
     ];
+    if let Some(path) = &prefixes.state_file {
+        lines.push(format!("state-file={}", path.display()));
+    }
     for group in runtime.groups() {
         for server in &group.servers {
             lines.push(format!(

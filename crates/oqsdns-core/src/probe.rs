@@ -101,17 +101,38 @@ fn address(rtype: u16, data: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// Asks every probe of `names`; the round passes when every probe passes.
+/// Asks every probe of `names` at once; the round passes when every probe passes. It takes at
+/// most `timeout` whatever the number of names, so `fall` failed rounds of a dead server take
+/// `fall × timeout` (asked one after another, N names took N timeouts per round).
 pub async fn round(
     server: SocketAddr,
     transport: Transport,
     names: &[ProbeName],
     timeout: Duration,
 ) -> (Outcome, Vec<ProbeResult>) {
-    let mut results = Vec::with_capacity(names.len());
-    for name in names {
-        results.push(probe(server, transport, name, timeout).await);
-    }
+    let mut asks: Vec<_> = names
+        .iter()
+        .map(|name| Box::pin(probe(server, transport, name, timeout)))
+        .collect();
+    let mut done: Vec<Option<ProbeResult>> = vec![None; asks.len()];
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (ask, slot) in asks.iter_mut().zip(done.iter_mut()) {
+            if slot.is_none() {
+                match std::future::Future::poll(ask.as_mut(), cx) {
+                    std::task::Poll::Ready(result) => *slot = Some(result),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    let results: Vec<ProbeResult> = done.into_iter().flatten().collect();
     let outcome = match results
         .iter()
         .find_map(|r| r.result.as_ref().err().map(|e| (&r.probe, e)))
@@ -122,10 +143,23 @@ pub async fn round(
     (outcome, results)
 }
 
+/// How soon after the start of a round the next one may come when the state is not settled
+/// (after a failure, or when a real query failed): a tenth of the interval, at least a second
+/// apart, but never more than the probe timeout, so that a round that timed out is followed by
+/// the next one at once. A dead server is thus marked down within
+/// `interval + fall × timeout` of its death, whatever the number of names.
+pub fn retry_gap(interval: Duration, timeout: Duration) -> Duration {
+    (interval / 10)
+        .max(Duration::from_secs(1))
+        .min(timeout)
+        .min(interval)
+}
+
 /// Probes one server over UDP and TCP until `shutdown`: at once, then every `interval` while all
 /// is well. After a failure, or when a real query to the server fails, the next round comes
-/// sooner (a tenth of the interval, at least a second apart), so a change of state is confirmed
-/// within seconds rather than `fall` whole intervals.
+/// sooner ([`retry_gap`] after the last one began), so a change of state is confirmed within
+/// `fall` timeouts rather than `fall` whole intervals. Real queries only wake this loop; its
+/// rounds alone decide the state.
 pub async fn probe_loop(
     server: Arc<ServerHealth>,
     names: Vec<ProbeName>,
@@ -133,7 +167,7 @@ pub async fn probe_loop(
     timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    let fast = (interval / 10).max(Duration::from_secs(1)).min(interval);
+    let fast = retry_gap(interval, timeout);
     let mut next = Instant::now();
     let mut last = next.checked_sub(fast).unwrap_or(next);
     loop {

@@ -123,6 +123,8 @@ impl Daemon {
         let resolved = resolve_area(config).await;
         self.lock().0 = config.clone();
         self.apply_resolved(&resolved);
+        // A reload also looks at the prefixes and the state file again (a confirmation).
+        self.handler.prefixes().refresh();
     }
 
     fn apply_resolved(&self, resolved: &Config) {

@@ -55,6 +55,11 @@ enum Command {
         /// addresses.
         #[arg(long, value_name = "FILE")]
         bundle: Option<PathBuf>,
+        /// First record that line authentication (回線認証) was redone at
+        /// https://www.lineauth.mnw after the IPv6 prefix changed (FAQ Q18): the daemon stops
+        /// asking for it. Writes the daemon's state file.
+        #[arg(long)]
+        confirm_reauth: bool,
     },
     /// Ask the running daemon with this process ID to read its configuration again (SIGHUP): the
     /// unit's ExecReload, so that a reload needs no `kill` binary.
@@ -184,7 +189,8 @@ fn main() -> ExitCode {
             server,
             json,
             bundle,
-        } => check(config, area, server, json, bundle),
+            confirm_reauth,
+        } => check(config, area, server, json, bundle, confirm_reauth),
         Command::Reload { pid } => {
             let pid = nix::unistd::Pid::from_raw(pid);
             match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP) {
@@ -247,6 +253,7 @@ fn check(
     server: Option<ServerAddr>,
     json: bool,
     bundle: Option<PathBuf>,
+    confirm_reauth: bool,
 ) -> ExitCode {
     let source = Source {
         path: path.clone(),
@@ -271,6 +278,20 @@ fn check(
             return ExitCode::from(2);
         }
     };
+    if confirm_reauth {
+        match runtime.block_on(oqsdns::check::confirm_reauth(&config, server)) {
+            Ok(done) => eprintln!(
+                "回線認証のやり直しを記録しました（{path}）。IPv6 プレフィックス {known} を回線のものとします。\n\
+                 Recorded that line authentication was redone ({path}); {known} is now the line's IPv6 prefix.",
+                path = done.path.display(),
+                known = if done.known.is_empty() { "(none)".to_string() } else { done.known.join(" ") },
+            ),
+            Err(e) => {
+                eprintln!("error: cannot record the line authentication: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let report = runtime.block_on(oqsdns::check::run(&config, server));
     if json {
         print!("{}", oqsdns::check::render::json(&report));

@@ -10,6 +10,7 @@ pub mod env;
 pub mod knot;
 pub mod netns;
 pub mod process;
+pub mod restart;
 pub mod run;
 pub mod topology;
 
@@ -143,9 +144,7 @@ impl Lab {
         }
         let config = scratch.path().join("oqsdns.toml");
         std::fs::write(&config, oqsdns_config(area) + extra).map_err(|e| e.to_string())?;
-        let mut cmd = net.ns(Host::Oqsdns).command(&tools.oqsdns);
-        cmd.arg("run").arg("--config").arg(&config);
-        cmd.env("RUST_LOG", "debug");
+        let cmd = oqsdns_command(&net, &tools, scratch.path());
         let oqsdns = Daemon::start("oqsdns", cmd, scratch.path(), OQSDNS_READY)?;
         Ok(Self {
             oqsdns,
@@ -268,6 +267,18 @@ impl Lab {
             assert!(knot.running(), "a knotd exited; its log:\n{}", knot.log());
         }
     }
+}
+
+/// `oqsdns run` in the daemon's namespace with the lab's configuration, logging at debug level,
+/// its state directory (as systemd's `StateDirectory=` gives it) in the scratch folder.
+fn oqsdns_command(net: &Network, tools: &Tools, scratch: &Path) -> std::process::Command {
+    let mut cmd = net.ns(Host::Oqsdns).command(&tools.oqsdns);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(scratch.join("oqsdns.toml"));
+    cmd.env("RUST_LOG", "debug");
+    cmd.env("STATE_DIRECTORY", scratch.join("state"));
+    cmd
 }
 
 /// The daemon's configuration in the lab: the area preset as a user enables it, and the lab's

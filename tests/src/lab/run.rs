@@ -25,15 +25,25 @@ impl Lab {
     /// `GET path` from `host` to the status endpoint at `addr`: the status code and the body;
     /// panics when no reply comes within 10 s.
     pub fn http_get(&self, host: Host, addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+        self.try_http_get(host, addr, path).unwrap_or_else(|e| {
+            panic!(
+                "GET {path} from {host:?}: {e}\n--- oqsdns log ---\n{}",
+                self.oqsdns_log()
+            )
+        })
+    }
+
+    /// `GET path` from `host` to the status endpoint at `addr`: the status code and the body,
+    /// or why there was none within 10 s.
+    pub fn try_http_get(
+        &self,
+        host: Host,
+        addr: std::net::SocketAddr,
+        path: &str,
+    ) -> Result<(u16, String), String> {
         self.net
             .ns(host)
             .http_get(addr, path, Duration::from_secs(10))
-            .unwrap_or_else(|e| {
-                panic!(
-                    "GET {path} from {host:?}: {e}\n--- oqsdns log ---\n{}",
-                    self.oqsdns_log()
-                )
-            })
     }
 
     /// Runs `ip -n <host's namespace> <args>`; panics when it fails.

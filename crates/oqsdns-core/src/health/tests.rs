@@ -16,67 +16,88 @@ fn fail() -> Outcome {
 fn falls_after_consecutive_failures_and_rises_after_consecutive_passes() {
     let track = Track::default();
     assert_eq!(
-        track.record(&pass(5), LIMITS, true),
+        track.record(&pass(5), LIMITS),
         Some(State::Up),
         "first pass: up"
     );
-    assert_eq!(track.record(&fail(), LIMITS, true), None);
-    assert_eq!(track.record(&fail(), LIMITS, true), None);
+    assert_eq!(track.record(&fail(), LIMITS), None);
+    assert_eq!(track.record(&fail(), LIMITS), None);
     assert_eq!(
-        track.record(&pass(5), LIMITS, true),
+        track.record(&pass(5), LIMITS),
         None,
         "a pass resets the failures"
     );
-    assert_eq!(track.record(&fail(), LIMITS, true), None);
-    assert_eq!(track.record(&fail(), LIMITS, true), None);
-    assert_eq!(track.record(&fail(), LIMITS, true), Some(State::Down));
+    assert_eq!(track.record(&fail(), LIMITS), None);
+    assert_eq!(track.record(&fail(), LIMITS), None);
+    assert_eq!(track.record(&fail(), LIMITS), Some(State::Down));
     assert_eq!(track.reason(), "timed out");
     assert_eq!(
-        track.record(&fail(), LIMITS, true),
+        track.record(&fail(), LIMITS),
         None,
         "a change is reported once"
     );
     assert_eq!(
-        track.record(&pass(5), LIMITS, true),
+        track.record(&pass(5), LIMITS),
         None,
         "one pass is not enough"
     );
-    assert_eq!(track.record(&fail(), LIMITS, true), None);
-    assert_eq!(track.record(&pass(5), LIMITS, true), None);
-    assert_eq!(track.record(&pass(5), LIMITS, true), Some(State::Up));
+    assert_eq!(track.record(&fail(), LIMITS), None);
+    assert_eq!(track.record(&pass(5), LIMITS), None);
+    assert_eq!(track.record(&pass(5), LIMITS), Some(State::Up));
     assert_eq!(track.reason(), "");
 }
 
 #[test]
-fn real_query_failures_count_too() {
-    let track = Track::default();
-    for _ in 0..2 {
-        assert_eq!(track.record(&fail(), LIMITS, false), None);
+fn real_query_failures_wake_the_probes_but_do_not_change_the_state() {
+    let server = ServerHealth::new("192.0.2.1:53".parse().unwrap(), "default", LIMITS);
+    server.record(Transport::Udp, &pass(5), true);
+    let woken = server.wake.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable(); // registered before the failures
+    for _ in 0..10 {
+        server.record(Transport::Udp, &fail(), false);
     }
-    assert_eq!(track.record(&fail(), LIMITS, false), Some(State::Down));
+    assert_eq!(
+        server.udp.state(),
+        State::Up,
+        "only probes mark a server down"
+    );
+    assert_eq!(server.stats.probe_failures.of(Transport::Udp).get(), 0);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    assert!(
+        std::future::Future::poll(woken.as_mut(), &mut cx).is_ready(),
+        "a real failure wakes the probe loop"
+    );
+    // Probes still decide: `fall` failed rounds mark it down, and a real answer does not bring it
+    // back up, it only wakes the probes again.
+    for _ in 0..3 {
+        server.record(Transport::Udp, &fail(), true);
+    }
+    assert!(server.udp.is_down());
+    server.record(Transport::Udp, &pass(5), false);
+    server.record(Transport::Udp, &pass(5), false);
+    assert!(server.udp.is_down());
 }
 
 #[test]
 fn slow_answers_degrade_and_normal_ones_recover() {
     let track = Track::default();
     for _ in 0..5 {
-        track.record(&pass(10), LIMITS, true);
+        track.record(&pass(10), LIMITS);
     }
     assert_eq!(track.state(), State::Up);
-    assert_eq!(track.record(&pass(900), LIMITS, true), None);
-    assert_eq!(track.record(&pass(900), LIMITS, true), None);
-    assert_eq!(
-        track.record(&pass(900), LIMITS, true),
-        Some(State::Degraded)
-    );
+    assert_eq!(track.record(&pass(900), LIMITS), None);
+    assert_eq!(track.record(&pass(900), LIMITS), None);
+    assert_eq!(track.record(&pass(900), LIMITS), Some(State::Degraded));
     assert!(
         track.reason().starts_with("slow: 900 ms"),
         "{}",
         track.reason()
     );
     assert!(!track.is_down(), "a slow server is still used");
-    assert_eq!(track.record(&pass(10), LIMITS, true), None);
-    assert_eq!(track.record(&pass(10), LIMITS, true), Some(State::Up));
+    assert_eq!(track.record(&pass(10), LIMITS), None);
+    assert_eq!(track.record(&pass(10), LIMITS), Some(State::Up));
 }
 
 #[test]

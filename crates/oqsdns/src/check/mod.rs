@@ -16,6 +16,7 @@ use std::path::Path;
 
 use oqsdns_config::{Area, Config, DefaultServer, ProbeName, Route};
 use oqsdns_core::probe::{self, ProbeResult};
+use oqsdns_core::state::{self, Saved};
 use oqsdns_core::{acl, local, prefix, reach, upstream, wire, Transport};
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -344,12 +345,18 @@ pub async fn run_with(config: &Config, server: SocketAddr, resolv_conf: &Path) -
 
     let centre = centre(area, &step7, &daemon, timeout).await;
     let host_ipv6 = prefix::global_ipv6(&acl::interface_prefixes());
-    let prefix_changed = status.as_ref().and_then(|lines| {
-        lines
+    // The daemon's view when it answers; else the state file's, which it keeps across restarts
+    // (unknown without one).
+    let prefix_changed = match &status {
+        Some(lines) => lines
             .iter()
             .find_map(|l| l.strip_prefix("prefix-changed="))
-            .map(|v| v == "yes")
-    });
+            .map(|v| v == "yes"),
+        None => Saved::load(&state_file(&config, None))
+            .ok()
+            .flatten()
+            .map(|saved| saved.changed()),
+    };
     let findings = Findings {
         daemon_answers: status.is_some()
             || daemon.iter().any(|r| answered(&r.udp) || answered(&r.tcp)),
@@ -409,6 +416,40 @@ pub(crate) fn centre_finding(r: reach::Reach) -> CentreFinding {
         connected: r.result.is_ok(),
         error: r.result.err(),
     }
+}
+
+/// The state file: the one the daemon names in its status (`state-file=`), else where this
+/// process would put it (`$STATE_DIRECTORY`, `[health] state_file`, the default).
+fn state_file(config: &Config, status: Option<&[String]>) -> std::path::PathBuf {
+    status
+        .and_then(|lines| lines.iter().find_map(|l| l.strip_prefix("state-file=")))
+        .map_or_else(
+            || state::path(config.health.state_file.as_deref()),
+            std::path::PathBuf::from,
+        )
+}
+
+/// What `oqsdns check --confirm-reauth` recorded.
+#[derive(Debug, Clone)]
+pub struct Confirmed {
+    /// The state file written.
+    pub path: std::path::PathBuf,
+    /// The prefixes now known to be the line's.
+    pub known: Vec<String>,
+}
+
+/// `--confirm-reauth`: records in the daemon's state file that line authentication (回線認証)
+/// was redone (FAQ Q18), for this host's prefixes now; the daemon stops warning at its next look
+/// at the file (its next prefix check, a status query, or SIGHUP).
+pub async fn confirm_reauth(config: &Config, server: SocketAddr) -> Result<Confirmed, String> {
+    let lines = status(server, Instant::now() + config.health.timeout.0).await;
+    let path = state_file(config, lines.as_deref());
+    let host = prefix::global_ipv6(&acl::interface_prefixes());
+    let saved = prefix::confirm(&path, &host).map_err(|e| e.to_string())?;
+    Ok(Confirmed {
+        path,
+        known: saved.known.iter().map(ToString::to_string).collect(),
+    })
 }
 
 /// Whether the server said anything at all (an answer, or an error response code), as opposed to
