@@ -73,7 +73,7 @@ fn lab_dead_nw_base_is_seen_within_interval_plus_fall_timeouts() {
     let mut down_logged = None;
     let mut unhealthy = None;
     poll_until(limit, cut, || {
-        if down_logged.is_none() && lab.oqsdns_log()[logged_before..].contains("upstream is down") {
+        if down_logged.is_none() && lab.oqsdns_log()[logged_before..].contains(") is down over ") {
             down_logged = Some(cut.elapsed());
         }
         if unhealthy.is_none() && health(&lab) == 503 {
@@ -188,8 +188,8 @@ fn lab_slow_default_name_does_not_mark_its_server_down() {
     });
     assert!(probed.is_some(), "{}", lab.oqsdns_log());
     let log = lab.oqsdns_log();
-    assert!(!log.contains("upstream is down"), "{log}");
-    assert!(!log.contains("upstream is degraded"), "{log}");
+    assert!(!log.contains(") is down over "), "{log}");
+    assert!(!log.contains(") is degraded over "), "{log}");
     assert_eq!(health(&lab), 200, "{log}");
     let lines = status_lines(&lab);
     assert!(
