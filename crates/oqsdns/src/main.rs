@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use oqsdns::Daemon;
-use oqsdns_config::{Area, Config, ServerAddr};
+use oqsdns_config::{Area, Config, Listen, ServerAddr};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -30,9 +30,9 @@ enum Command {
         /// Override the area: east, west or none.
         #[arg(long)]
         area: Option<Area>,
-        /// Listen on this address instead of the configured ones (repeatable).
+        /// Listen on this address, or "auto", instead of the configured ones (repeatable).
         #[arg(long, value_name = "ADDR")]
-        listen: Vec<ServerAddr>,
+        listen: Vec<Listen>,
     },
     /// Run the guide's step-7 check through the daemon and straight to every upstream, and say
     /// what is wrong: exit 0 when all is well, 1 when not, 2 on a usage or configuration error.
@@ -94,7 +94,7 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
 struct Source {
     path: Option<PathBuf>,
     area: Option<Area>,
-    listen: Vec<ServerAddr>,
+    listen: Vec<Listen>,
 }
 
 impl Source {
@@ -187,8 +187,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// The effective configuration; `area = "auto"` is resolved by probing, as the daemon would.
+/// The effective configuration, after what the daemon would bind; `area = "auto"` is resolved by
+/// probing, as the daemon would.
 fn show(config: &Config) -> String {
+    format!("{}{}", bound(config), show_area(config))
+}
+
+/// The addresses the daemon would bind now, as TOML comments: `"auto"` expanded from the
+/// interfaces' addresses.
+fn bound(config: &Config) -> String {
+    let mut text = String::new();
+    for listen in &config.server.listen {
+        match listen {
+            Listen::Addr(addr) => {
+                text += &format!("# listen {addr}: bound as written (UDP and TCP)\n")
+            }
+            Listen::Auto(port) => {
+                let interfaces = if config.server.interfaces.is_empty() {
+                    "every interface".to_string()
+                } else {
+                    format!("loopback and {}", config.server.interfaces.join(", "))
+                };
+                text += &format!(
+                    "# listen {listen}: each address of {interfaces} on port {port}, followed as addresses come and go; now:\n"
+                );
+                let auto = oqsdns::sockets::AutoListen::of(&config.server).unwrap_or_default();
+                let now = oqsdns::sockets::would_bind(&auto);
+                for addr in now.into_iter().filter(|a| a.port() == *port) {
+                    text += &format!("#   {addr}\n");
+                }
+            }
+        }
+    }
+    text
+}
+
+fn show_area(config: &Config) -> String {
     if config.area != Area::Auto {
         return config.to_effective_toml();
     }
@@ -253,7 +287,7 @@ fn check(
 }
 
 fn run(config: Config, source: Source) -> ExitCode {
-    let addrs: Vec<SocketAddr> = config.server.listen.iter().map(|a| a.0).collect();
+    let addrs: Vec<SocketAddr> = config.server.addresses();
     let listeners = match oqsdns::bind_all(&addrs) {
         Ok(listeners) => listeners,
         Err(e) => {

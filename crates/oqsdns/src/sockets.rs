@@ -5,6 +5,10 @@
 use std::io;
 use std::net::SocketAddr;
 
+mod follow;
+
+pub use follow::{address_events, would_bind, AutoListen, Events, Follower, RESCAN};
+
 use oqsdns_core::server::enable_pktinfo;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -36,7 +40,8 @@ pub fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<Listener>, BindError> {
     addrs.iter().map(|&addr| bind(addr)).collect()
 }
 
-fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
+/// Opens UDP and TCP on `addr`. With port 0, TCP takes the port UDP was given.
+pub fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
     let err = |transport| {
         move |source| BindError {
             addr,
