@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use oqsdns_config::{Config, DefaultServer, ServerAddr};
+use oqsdns_config::{Config, DefaultServer, Listen, ServerAddr};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +30,7 @@ impl Daemon {
     pub async fn start_on(mut config: Config, listen: &[&str]) -> Self {
         config.server.listen = listen
             .iter()
-            .map(|a| a.parse::<ServerAddr>().unwrap())
+            .map(|a| a.parse::<Listen>().unwrap())
             .collect();
         assert!(
             !config.forward.default.contains(&DefaultServer::System),
@@ -41,7 +41,7 @@ impl Daemon {
             oqsdns_config::Area::None,
             "the presets' servers are outside loopback: tests name their own routes"
         );
-        let addrs: Vec<SocketAddr> = config.server.listen.iter().map(|a| a.0).collect();
+        let addrs: Vec<SocketAddr> = config.server.addresses();
         let listeners = bind(&addrs);
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
         let stop = CancellationToken::new();

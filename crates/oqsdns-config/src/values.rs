@@ -107,7 +107,7 @@ impl fmt::Display for Listen {
 
 string_serde!(
     Listen,
-    "\"auto\", \"auto:5353\" or an address such as \"192.0.2.1\", \"192.0.2.1:5353\" or \"[2001:db8::1]:5353\""
+    "an address such as \"192.0.2.1\", \"192.0.2.1:5353\" or \"[2001:db8::1]:5353\", or \"auto\" (\"auto:5353\" for another port)"
 );
 
 /// A server of the default route: an address, or `"system"` for the nameservers of

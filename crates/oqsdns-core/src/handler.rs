@@ -34,11 +34,7 @@ impl Handler {
             inflight: Arc::new(Semaphore::new(config.server.max_inflight)),
             prefixes: Arc::new(PrefixWatch::start()),
             shared: Shared::new(config),
-            limiter: Arc::new(RateLimiter::new(
-                config.server.rate,
-                config.server.burst,
-                DEFAULT_SLOTS,
-            )),
+            limiter: Arc::new(RateLimiter::of(&config.server, DEFAULT_SLOTS)),
         }
     }
 
