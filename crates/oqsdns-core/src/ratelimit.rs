@@ -84,12 +84,15 @@ pub struct RateLimiter {
     /// Whether loopback clients are limited.
     loopback: bool,
     /// The forwarders' keys and buckets; `None` without a limit for them.
-    forwarders: Box<[([u8; 16], Option<Mutex<Bucket>>)]>,
+    forwarders: Box<[Forwarder]>,
     forwarder_rate: u64,
     forwarder_capacity: u64,
     /// Queries refused and dropped over the limit, for the status endpoint.
     pub stats: crate::metrics::RateStats,
 }
+
+/// A forwarder's table key, and its bucket (`None`: not limited).
+type Forwarder = ([u8; 16], Option<Mutex<Bucket>>);
 
 /// Who is limited how, apart from every other client's `rate` and `burst`.
 #[derive(Debug, Clone, Default)]
