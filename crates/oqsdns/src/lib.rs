@@ -6,6 +6,7 @@ pub mod check;
 pub mod limits;
 pub mod logging;
 pub mod notify;
+pub mod openwrt;
 pub mod sockets;
 pub mod status;
 pub mod uci;

@@ -56,7 +56,46 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Put oqsdns behind OpenWrt's dnsmasq in /etc/config/dhcp, or undo it (the init script's
+    /// start and stop). Prints "changed" when the file was changed (dnsmasq and odhcpd must then
+    /// be restarted), "unchanged" otherwise.
+    Openwrt {
+        #[command(subcommand)]
+        command: OpenwrtCommand,
+    },
 }
+
+#[derive(Debug, Subcommand)]
+enum OpenwrtCommand {
+    /// dnsmasq forwards to oqsdns's loopback port and lets the guide's private answers through;
+    /// when odhcpd relays, the LAN announces the router as DNS server.
+    Setup {
+        /// dnsmasq's and odhcpd's UCI file.
+        #[arg(long, default_value = "/etc/config/dhcp")]
+        dhcp: PathBuf,
+        /// oqsdns's UCI file (for its port and routes).
+        #[arg(long, default_value = "/etc/config/oqsdns")]
+        config: PathBuf,
+        /// Where the previous settings are kept for `restore`.
+        #[arg(long, default_value = OPENWRT_STATE)]
+        state: PathBuf,
+        /// The router's address to announce on the LAN in relay mode (repeatable).
+        #[arg(long, value_name = "ADDR")]
+        announce: Vec<std::net::IpAddr>,
+    },
+    /// Puts back what `setup` changed, and removes the state file.
+    Restore {
+        /// dnsmasq's and odhcpd's UCI file.
+        #[arg(long, default_value = "/etc/config/dhcp")]
+        dhcp: PathBuf,
+        /// The state `setup` kept.
+        #[arg(long, default_value = OPENWRT_STATE)]
+        state: PathBuf,
+    },
+}
+
+/// Where `oqsdns openwrt setup` keeps what it changed.
+const OPENWRT_STATE: &str = "/etc/oqsdns/dhcp.saved";
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
@@ -164,6 +203,16 @@ fn main() -> ExitCode {
             server,
             json,
         } => check(config, area, server, json),
+        Command::Openwrt { command } => match openwrt(command) {
+            Ok(changed) => {
+                println!("{}", if changed { "changed" } else { "unchanged" });
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Run {
             config,
             area,
@@ -183,6 +232,56 @@ fn main() -> ExitCode {
             };
             oqsdns::logging::init();
             run(config, source)
+        }
+    }
+}
+
+/// Runs `oqsdns openwrt`; whether /etc/config/dhcp changed.
+fn openwrt(command: OpenwrtCommand) -> Result<bool, String> {
+    use oqsdns::openwrt::{restore, setup, write_atomically, Setup};
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let write = |path: &PathBuf, text: &str| {
+        write_atomically(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    match command {
+        OpenwrtCommand::Setup {
+            dhcp,
+            config,
+            state,
+            announce,
+        } => {
+            let uci = read(&config)?;
+            let config = oqsdns::uci::from_uci(&uci, &|p| std::fs::read_to_string(p))
+                .map_err(|e| format!("{}: {e}", config.display()))?;
+            let mut wanted = Setup::for_config(&config)?;
+            wanted.announce = announce;
+            let text = read(&dhcp)?;
+            let saved = std::fs::read_to_string(&state).ok();
+            let edited = setup(&text, saved.as_deref(), &wanted)?;
+            if edited.dhcp == text && saved.as_deref() == Some(edited.state.as_str()) {
+                return Ok(false);
+            }
+            if let Some(dir) = state.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            // The state first: if the file is not written after all, restore finds nothing.
+            write(&state, &edited.state)?;
+            write(&dhcp, &edited.dhcp)?;
+            Ok(edited.dhcp != text)
+        }
+        OpenwrtCommand::Restore { dhcp, state } => {
+            let Ok(saved) = std::fs::read_to_string(&state) else {
+                return Ok(false); // never set up, or restored already
+            };
+            let text = read(&dhcp)?;
+            let restored = restore(&text, &saved)?;
+            if restored != text {
+                write(&dhcp, &restored)?;
+            }
+            std::fs::remove_file(&state).map_err(|e| format!("{}: {e}", state.display()))?;
+            Ok(restored != text)
         }
     }
 }

@@ -8,8 +8,12 @@
 //! ```text
 //! config oqsdns 'main'            # at most one
 //!     option enabled '1'          # read by the init script only
+//!     option dnsmasq '1'          # init script: put oqsdns behind dnsmasq (`oqsdns openwrt`)
 //!     option area 'east'          # east | west | auto | none
-//!     list listen '[::]:53'       # server.listen
+//!     list listen 'auto:5353'     # server.listen
+//!     list interface 'lo'         # server.interfaces
+//!     list forwarder '192.168.1.1'  # server.forwarders; forwarder_rate, forwarder_burst,
+//!                                 # rate_loopback as in [server]
 //!     list allow 'local'          # server.allow
 //!     list default 'system'       # forward.default
 //!     option timeout '1s'         # forward.timeout
@@ -284,11 +288,17 @@ fn apply_main(config: &mut Config, section: &Section) -> Result<Option<PathBuf>,
         // A list's first statement replaces the default; the following ones add to it.
         let fresh = seen.insert(st.key.as_str());
         match st.key.as_str() {
-            "enabled" => {
+            // Read by the init script only.
+            "enabled" | "dnsmasq" => {
                 enabled(st)?;
             }
             "area" => config.area = single(st)?,
             "listen" => extend(&mut config.server.listen, st, fresh)?,
+            "interface" => extend(&mut config.server.interfaces, st, fresh)?,
+            "forwarder" => extend(&mut config.server.forwarders, st, fresh)?,
+            "forwarder_rate" => config.server.forwarder_rate = single(st)?,
+            "forwarder_burst" => config.server.forwarder_burst = single(st)?,
+            "rate_loopback" => config.server.rate_loopback = enabled(st)?,
             "allow" => extend(&mut config.server.allow, st, fresh)?,
             "max_inflight" => config.server.max_inflight = single(st)?,
             "tcp_connections" => config.server.tcp_connections = single(st)?,
@@ -312,7 +322,7 @@ fn apply_main(config: &mut Config, section: &Section) -> Result<Option<PathBuf>,
                 config.status = Some(oqsdns_config::StatusConfig::on(single(st)?));
             }
             other => {
-                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, area, listen, allow, default, timeout, probe, rebind_protection, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout, health_interval, health_timeout, cache_entries, serve_stale, serve_stale_default, status_listen or resolvfile")));
+                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, dnsmasq, area, listen, interface, allow, forwarder, forwarder_rate, forwarder_burst, rate_loopback, default, timeout, probe, rebind_protection, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout, health_interval, health_timeout, cache_entries, serve_stale, serve_stale_default, status_listen or resolvfile")));
             }
         }
     }
