@@ -10,6 +10,7 @@ pub mod dig;
 pub mod env;
 pub mod knot;
 pub mod netns;
+pub mod openwrt;
 pub mod process;
 pub mod run;
 pub mod topology;
