@@ -82,9 +82,14 @@ async fn a_forwarder_without_a_limit_is_answered_whole_while_a_client_is_limited
 async fn a_forwarder_with_a_clinic_sized_limit_gets_its_burst_not_a_terminals() {
     tokio::time::timeout(Duration::from_secs(30), async {
         let (daemon, _upstream) = daemon(100, 250).await;
+        let started = std::time::Instant::now();
         let (answered, refused) = flood("127.0.0.2", daemon.addr(), 400).await;
+        let allowance = 250.0 + 100.0 * started.elapsed().as_secs_f64() + 1.0;
         assert!(answered >= 250, "the forwarder's burst: {answered}");
-        assert!(answered < 350, "and its limit: {answered} answered");
+        assert!(
+            f64::from(answered) <= allowance,
+            "{answered} answered: more than the forwarder's burst and rate allow"
+        );
         assert!(
             refused >= 1,
             "its excess is refused, then dropped: {refused}"
