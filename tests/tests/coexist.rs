@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use oqsdns_config::Config;
 use oqsdns_tests::lab::beside::{dnsmasq_holding, Program};
-use oqsdns_tests::lab::env::program_or_skip;
+use oqsdns_tests::lab::env::{oqsdns_binary, program_or_skip};
 use oqsdns_tests::lab::topology::{OQSDNS_LAN4, OQSDNS_LAN6, OQSDNS_WAN4};
 use oqsdns_tests::lab::{Area, Host, Lab};
 
@@ -83,6 +83,46 @@ fn starts_beside_resolved_and_answers_on_loopback_and_the_lan() {
             assert_hweb(&lab, server.parse().unwrap(), tcp, Host::Oqsdns);
         }
     }
+    // `config show` says what is bound, and the link-local address with its scope.
+    let config = lab.scratch().join("oqsdns.toml");
+    let config = config.to_string_lossy();
+    let show = lab.run_on(
+        Host::Oqsdns,
+        &oqsdns_binary(),
+        &["config", "show", "--config", &config],
+        Duration::from_secs(10),
+    );
+    for line in [
+        "#   127.0.0.1:53",
+        "#   192.168.10.1:53",
+        "#   [2408:82:1234:5600::1]:53",
+        "#   [::1]:53",
+        "#   192.0.2.2:53",
+    ] {
+        assert!(
+            show.stdout.lines().any(|l| l == line),
+            "no {line:?} in:\n{}",
+            show.stdout
+        );
+    }
+    assert!(
+        show.stdout
+            .contains("# listen auto: each address of every interface on port 53"),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout
+            .lines()
+            .any(|l| l.starts_with("#   [fe80::") && l.ends_with("]:53") && l.contains('%')),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        !lab.oqsdns_log().contains("cannot listen on [fe80"),
+        "link-local bound with its scope:\n{}",
+        lab.oqsdns_log()
+    );
     // The other two still hold and answer their addresses.
     for (name, server) in [("resolved", "127.0.0.53"), ("other", "192.0.2.2")] {
         let answer = lab

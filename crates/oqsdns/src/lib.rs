@@ -218,7 +218,10 @@ pub async fn run(
     listeners: Vec<Listener>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    let mut addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    if let Some(auto) = sockets::AutoListen::of(&config.server) {
+        addrs.extend(sockets::would_bind(&auto));
+    }
     let daemon = Daemon::start(config, &addrs, shutdown.clone()).await;
     serve(config, listeners, daemon.handler(), shutdown).await
 }

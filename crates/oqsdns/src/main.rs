@@ -394,7 +394,11 @@ fn run(config: Config, source: Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let bound: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    let mut bound: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    // "system" must not name the daemon itself: the addresses "auto" serves count as its own.
+    if let Some(auto) = oqsdns::sockets::AutoListen::of(&config.server) {
+        bound.extend(oqsdns::sockets::would_bind(&auto));
+    }
     oqsdns::limits::raise_nofile(&config);
     let status = match config
         .status

@@ -112,4 +112,60 @@ mod tests {
         assert_eq!(listeners[1].addr.ip(), addrs[1].ip());
         assert_ne!(listeners[0].addr.port(), 0);
     }
+
+    /// Loopback is served whatever `interfaces` names; an interface not on the host gives nothing
+    /// more, and an address written out in `listen` is left to its own listener.
+    #[test]
+    fn auto_serves_loopback_and_the_named_interfaces_only() {
+        let auto = AutoListen {
+            ports: vec![5300],
+            interfaces: vec!["no-such-interface0".into()],
+            explicit: vec!["127.0.0.1:5301".parse().unwrap()],
+        };
+        let wanted = auto.wanted();
+        assert!(
+            wanted.contains_key(&"127.0.0.1:5300".parse().unwrap()),
+            "{wanted:?}"
+        );
+        assert!(
+            wanted
+                .keys()
+                .all(|a| a.ip().is_loopback() && a.port() == 5300),
+            "only loopback: {wanted:?}"
+        );
+        let every = AutoListen {
+            interfaces: Vec::new(),
+            ..auto.clone()
+        };
+        let all = every.wanted();
+        assert!(all.len() >= wanted.len());
+        let written = AutoListen {
+            ports: vec![5301],
+            ..auto
+        };
+        assert!(!written
+            .wanted()
+            .contains_key(&"127.0.0.1:5301".parse().unwrap()));
+    }
+
+    /// A new address's listener starts with its own token; cancelling it leaves the others, and
+    /// the shutdown token stops them all.
+    #[test]
+    fn each_listener_of_auto_has_its_own_stop_under_the_shutdown() {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let auto = AutoListen {
+            ports: vec![0], // each address on a port of its own: no fixed port on loopback
+            interfaces: vec!["lo".into()],
+            explicit: Vec::new(),
+        };
+        let mut follower = Follower::new(auto, shutdown.clone());
+        let started = follower.rescan();
+        assert!(!started.is_empty(), "loopback is served");
+        assert!(follower.rescan().is_empty(), "nothing new the second time");
+        let (first, rest) = started.split_first().unwrap();
+        first.1.cancel();
+        assert!(rest.iter().all(|(_, t)| !t.is_cancelled()));
+        shutdown.cancel();
+        assert!(started.iter().all(|(_, t)| t.is_cancelled()));
+    }
 }
