@@ -15,7 +15,7 @@ use oqsdns_tests::lab::env::{oqsdns_binary, program_or_skip};
 use oqsdns_tests::lab::openwrt::{start_dnsmasq, LAN_HOST, ROUTER_NAME};
 use oqsdns_tests::lab::process::run_ok;
 use oqsdns_tests::lab::topology::{OQSDNS_LAN4, OQSDNS_LAN6, TERMINAL4, TERMINAL6};
-use oqsdns_tests::lab::{Answer, Area, Host, Lab};
+use oqsdns_tests::lab::{Answer, Area, Lab};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
