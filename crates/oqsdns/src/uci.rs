@@ -11,7 +11,8 @@
 //!     option dnsmasq '1'          # init script: put oqsdns behind dnsmasq (`oqsdns openwrt`)
 //!     option area 'east'          # east | west | auto | none
 //!     list listen 'auto:5353'     # server.listen
-//!     list interface 'lo'         # server.interfaces
+//!     list interface 'lan'        # server.interfaces; a network of /etc/config/network becomes
+//!                                 # its device (br-lan)
 //!     list forwarder '192.168.1.1'  # server.forwarders; forwarder_rate, forwarder_burst,
 //!                                 # rate_loopback as in [server]
 //!     list allow 'local'          # server.allow
@@ -248,8 +249,58 @@ pub fn from_uci(
     if let Some(path) = resolvfile {
         expand_system(&mut config.forward.default, &path, read_file);
     }
+    if !config.server.interfaces.is_empty() {
+        if let Ok(network) = read_file(Path::new(NETWORK)) {
+            config.server.interfaces = devices_of(&config.server.interfaces, &network);
+        }
+    }
     config.validate()?;
     Ok(config)
+}
+
+/// OpenWrt's network configuration: its `interface` sections name the devices of `lan`, `wan`...
+pub const NETWORK: &str = "/etc/config/network";
+
+/// The kernel interfaces for `names`: an OpenWrt network (`lan`) becomes its device (`option
+/// device 'br-lan'`; before OpenWrt 21.02 `option type 'bridge'` made `br-lan`, else `option
+/// ifname`); any other name (`br-lan`, `eth0`, `lo`) is kept as written.
+fn devices_of(names: &[String], network: &str) -> Vec<String> {
+    let Ok(sections) = parse(network) else {
+        return names.to_vec();
+    };
+    let device = |name: &String| {
+        let mut name = name.clone();
+        // An alias (`option device '@wan'`) is its network's device; one level, as netifd.
+        for _ in 0..2 {
+            let section = sections
+                .iter()
+                .find(|s| s.kind == "interface" && s.name.as_ref() == Some(&name))?;
+            let get = |key: &str| {
+                let st = section.statements.iter().find(|st| st.key == key)?;
+                Some(st.value.clone())
+            };
+            match get("device") {
+                Some(alias) if alias.starts_with('@') => name = alias[1..].to_string(),
+                Some(device) => return Some(device),
+                None if get("type").as_deref() == Some("bridge") => {
+                    return Some(format!("br-{name}"))
+                }
+                None => {
+                    return get("ifname")
+                        .and_then(|i| i.split_whitespace().next().map(str::to_string))
+                }
+            }
+        }
+        None
+    };
+    let mut devices: Vec<String> = Vec::new();
+    for name in names {
+        let dev = device(name).unwrap_or_else(|| name.clone());
+        if !devices.contains(&dev) {
+            devices.push(dev);
+        }
+    }
+    devices
 }
 
 /// Replaces `"system"` with the nameservers of `path`, OpenWrt's list of the upstream servers the

@@ -55,6 +55,23 @@ fn listen_interfaces_and_forwarders_translate() {
 }
 
 #[test]
+fn openwrt_networks_become_their_devices() {
+    let network = "config interface 'loopback'\n\toption device 'lo'\n\nconfig device\n\toption name 'br-lan'\n\toption type 'bridge'\n\tlist ports 'lan1'\n\nconfig interface 'lan'\n\toption device 'br-lan'\n\toption proto 'static'\n\nconfig interface 'guest'\n\toption type 'bridge'\n\toption ifname 'eth0.3'\n\nconfig interface 'wan'\n\toption ifname 'eth1'\n\nconfig interface 'wan6'\n\toption device '@wan'\n";
+    let read = |path: &Path| {
+        assert_eq!(path, Path::new(NETWORK));
+        Ok(network.to_string())
+    };
+    let text = "config oqsdns 'main'\n\tlist listen 'auto'\n\tlist interface 'lan'\n\tlist interface 'guest'\n\tlist interface 'wan'\n\tlist interface 'wan6'\n\tlist interface 'eth9'\n\tlist interface 'br-lan'\n";
+    let config = from_uci(text, &read).unwrap();
+    assert_eq!(
+        config.server.interfaces,
+        ["br-lan", "br-guest", "eth1", "eth9"]
+    );
+    // Without the network file the names stay as written.
+    assert_eq!(load(text).unwrap().server.interfaces.len(), 6);
+}
+
+#[test]
 fn vendor_file_sets_every_key() {
     let config = load(include_str!("../../../../packaging/openwrt/tests/east.uci")).unwrap();
     assert_eq!(config.area, Area::East);
