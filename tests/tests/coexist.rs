@@ -246,6 +246,10 @@ fn an_address_added_after_start_is_served_and_its_listener_goes_with_it() {
     lab.assert_running();
     let log = lab.oqsdns_log();
     assert!(
+        !log.contains("no netlink address events"),
+        "followed over netlink, not by polling:\n{log}"
+    );
+    assert!(
         log.contains("address gone from its interface"),
         "the removal was seen:\n{log}"
     );

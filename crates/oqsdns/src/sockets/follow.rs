@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use nix::net::if_::InterfaceFlags;
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
+use nix::sys::time::TimeValLike;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -172,12 +173,12 @@ impl Follower {
     }
 }
 
-/// A socket told of every IPv4 and IPv6 address added or removed.
+/// A socket told of every IPv4 and IPv6 address added or removed (blocking).
 pub fn address_events() -> io::Result<OwnedFd> {
     let fd = socket::socket(
         AddressFamily::Netlink,
         SockType::Raw,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        SockFlag::SOCK_CLOEXEC,
         SockProtocol::NetlinkRoute,
     )?;
     let groups = (nix::libc::RTMGRP_IPV4_IFADDR | nix::libc::RTMGRP_IPV6_IFADDR) as u32;
@@ -202,9 +203,9 @@ impl Events {
         let stop = Arc::new(AtomicBool::new(false));
         let changed = Arc::new(Notify::new());
         let started = address_events().and_then(|fd| {
-            let fd = std::net::UdpSocket::from(fd); // only for its blocking read with a timeout
-            fd.set_nonblocking(false)?;
-            fd.set_read_timeout(Some(EVENT_WAIT))?;
+            let millis = i64::try_from(EVENT_WAIT.as_millis()).unwrap_or(1000);
+            let wait = <nix::sys::time::TimeVal as TimeValLike>::milliseconds(millis);
+            socket::setsockopt(&fd, socket::sockopt::ReceiveTimeout, &wait)?;
             let (changed, stop) = (changed.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("oqsdns-netlink".into())
@@ -249,7 +250,7 @@ impl Drop for Events {
 
 /// The event thread: every batch of messages wakes the follower once. Their content does not
 /// matter, the rescan reads the addresses whole (also after an overflow, ENOBUFS).
-fn watch(fd: &std::net::UdpSocket, changed: &Notify, stop: &AtomicBool) {
+fn watch(fd: &OwnedFd, changed: &Notify, stop: &AtomicBool) {
     let mut buf = [0u8; 8192];
     while !stop.load(Ordering::Acquire) {
         match socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
