@@ -123,6 +123,41 @@ fn starts_beside_resolved_and_answers_on_loopback_and_the_lan() {
         "link-local bound with its scope:\n{}",
         lab.oqsdns_log()
     );
+    // A terminal asking the link-local address of the LAN interface is answered from it.
+    let ip = lab.run_on(
+        Host::Oqsdns,
+        Path::new("ip"),
+        &["-6", "-o", "addr", "show", "dev", "lan0", "scope", "link"],
+        Duration::from_secs(10),
+    );
+    let link_local = ip
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no link-local address on lan0: {}", ip.stdout))
+        .to_string();
+    let server = format!("@{link_local}%eth0");
+    let dig = lab.run_on(
+        Host::Terminal,
+        lab.dig_path(),
+        &[
+            &server,
+            "+time=3",
+            "+tries=1",
+            "hweb.oqs.onshikaku.org",
+            "A",
+        ],
+        Duration::from_secs(8),
+    );
+    assert!(
+        dig.stdout.contains("status: NOERROR") && dig.stdout.contains("10.108.65.21"),
+        "{server}:\n{}{}\n{}",
+        dig.stdout,
+        dig.stderr,
+        lab.logs()
+    );
     // The other two still hold and answer their addresses.
     for (name, server) in [("resolved", "127.0.0.53"), ("other", "192.0.2.2")] {
         let answer = lab
