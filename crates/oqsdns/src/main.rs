@@ -238,51 +238,14 @@ fn main() -> ExitCode {
 
 /// Runs `oqsdns openwrt`; whether /etc/config/dhcp changed.
 fn openwrt(command: OpenwrtCommand) -> Result<bool, String> {
-    use oqsdns::openwrt::{restore, setup, write_atomically, Setup};
-    let read = |path: &PathBuf| {
-        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
-    };
-    let write = |path: &PathBuf, text: &str| {
-        write_atomically(path, text).map_err(|e| format!("{}: {e}", path.display()))
-    };
     match command {
         OpenwrtCommand::Setup {
             dhcp,
             config,
             state,
             announce,
-        } => {
-            let uci = read(&config)?;
-            let config = oqsdns::uci::from_uci(&uci, &|p| std::fs::read_to_string(p))
-                .map_err(|e| format!("{}: {e}", config.display()))?;
-            let mut wanted = Setup::for_config(&config)?;
-            wanted.announce = announce;
-            let text = read(&dhcp)?;
-            let saved = std::fs::read_to_string(&state).ok();
-            let edited = setup(&text, saved.as_deref(), &wanted)?;
-            if edited.dhcp == text && saved.as_deref() == Some(edited.state.as_str()) {
-                return Ok(false);
-            }
-            if let Some(dir) = state.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
-            // The state first: if the file is not written after all, restore finds nothing.
-            write(&state, &edited.state)?;
-            write(&dhcp, &edited.dhcp)?;
-            Ok(edited.dhcp != text)
-        }
-        OpenwrtCommand::Restore { dhcp, state } => {
-            let Ok(saved) = std::fs::read_to_string(&state) else {
-                return Ok(false); // never set up, or restored already
-            };
-            let text = read(&dhcp)?;
-            let restored = restore(&text, &saved)?;
-            if restored != text {
-                write(&dhcp, &restored)?;
-            }
-            std::fs::remove_file(&state).map_err(|e| format!("{}: {e}", state.display()))?;
-            Ok(restored != text)
-        }
+        } => oqsdns::openwrt::setup_files(&dhcp, &config, &state, announce),
+        OpenwrtCommand::Restore { dhcp, state } => oqsdns::openwrt::restore_files(&dhcp, &state),
     }
 }
 

@@ -402,6 +402,57 @@ fn unescape(text: &str) -> String {
     out
 }
 
+/// `setup` on the files: reads oqsdns's UCI file `config` and /etc/config/dhcp (`dhcp`), writes
+/// the state first (if the file is not written after all, restore finds nothing of its own),
+/// then the file. Whether the file changed.
+pub fn setup_files(
+    dhcp: &Path,
+    config: &Path,
+    state: &Path,
+    announce: Vec<std::net::IpAddr>,
+) -> Result<bool, String> {
+    let uci = read(config)?;
+    let config = uci::from_uci(&uci, &|p| std::fs::read_to_string(p))
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+    let mut wanted = Setup::for_config(&config)?;
+    wanted.announce = announce;
+    let text = read(dhcp)?;
+    let saved = std::fs::read_to_string(state).ok();
+    let edited = setup(&text, saved.as_deref(), &wanted)?;
+    if edited.dhcp == text && saved.as_deref() == Some(edited.state.as_str()) {
+        return Ok(false);
+    }
+    if let Some(dir) = state.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    write(state, &edited.state)?;
+    write(dhcp, &edited.dhcp)?;
+    Ok(edited.dhcp != text)
+}
+
+/// `restore` on the files, then the state file removed; nothing when there is no state (never
+/// set up, or restored already). Whether the file changed.
+pub fn restore_files(dhcp: &Path, state: &Path) -> Result<bool, String> {
+    let Ok(saved) = std::fs::read_to_string(state) else {
+        return Ok(false);
+    };
+    let text = read(dhcp)?;
+    let restored = restore(&text, &saved)?;
+    if restored != text {
+        write(dhcp, &restored)?;
+    }
+    std::fs::remove_file(state).map_err(|e| format!("{}: {e}", state.display()))?;
+    Ok(restored != text)
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    write_atomically(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Writes `text` to `path` atomically: a temporary file beside it, then a rename.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("oqsdns-new");
