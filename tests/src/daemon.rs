@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use oqsdns_config::{Config, DefaultServer, ServerAddr};
+use oqsdns_config::{Config, DefaultServer, Listen, ServerAddr};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +31,7 @@ impl Daemon {
     pub async fn start_on(mut config: Config, listen: &[&str]) -> Self {
         config.server.listen = listen
             .iter()
-            .map(|a| a.parse::<ServerAddr>().unwrap())
+            .map(|a| a.parse::<Listen>().unwrap())
             .collect();
         assert!(
             !config.forward.default.contains(&DefaultServer::System),
@@ -49,7 +49,7 @@ impl Daemon {
             config.health.state_file = Some(dir.join("state"));
             state_dir = Some(dir);
         }
-        let addrs: Vec<SocketAddr> = config.server.listen.iter().map(|a| a.0).collect();
+        let addrs: Vec<SocketAddr> = config.server.addresses();
         let listeners = bind(&addrs);
         let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
         let stop = CancellationToken::new();

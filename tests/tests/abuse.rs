@@ -50,6 +50,7 @@ async fn a_flooding_client_is_limited_while_another_is_served() {
         let mut config = config_with_default(&[upstream.addr]);
         config.server.rate = 20;
         config.server.burst = 50;
+        config.server.rate_loopback = true; // the test's clients are on loopback
         let daemon = Daemon::start(config).await;
         let flooder = udp_from("127.0.0.1", daemon.addr()).await;
         let started = Instant::now();

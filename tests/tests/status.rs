@@ -400,6 +400,7 @@ async fn clients_outside_allow_are_refused_and_counted() {
         let (_upstreams, mut config) = healthy().await;
         config.server.allow = vec!["127.0.0.1/32".parse().unwrap()];
         (config.server.rate, config.server.burst) = (1, 2);
+        config.server.rate_loopback = true; // the test's clients are on loopback
         let daemon = Daemon::start(config).await;
         let status = daemon.status.unwrap();
         let outsider = "127.0.0.2".parse().unwrap();

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 pub use preset::{nw_base_servers, preset_routes, Route, RouteOrigin};
 pub use values::{
-    AllowEntry, DefaultServer, Domain, HumanDuration, ProbeName, ServerAddr, Window, DNS_PORT,
+    AllowEntry, DefaultServer, Domain, HumanDuration, Listen, ProbeName, ServerAddr, Window,
+    DNS_PORT,
 };
 
 /// Which of the guide's per-domain tables the daemon adds to the configured routes.
@@ -231,9 +232,14 @@ impl Default for HealthConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Addresses to serve UDP and TCP on.
+    /// Where to serve UDP and TCP: addresses, and `"auto"` for each address of the interfaces
+    /// (bound one by one and followed as they come and go).
     #[serde(default = "default_listen", deserialize_with = "values::non_empty")]
-    pub listen: Vec<ServerAddr>,
+    pub listen: Vec<Listen>,
+    /// With `"auto"`: the interfaces whose addresses are served (kernel names such as `br-lan`,
+    /// `eth0`); empty for every interface. Loopback is always served.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
     /// Clients allowed to query; everyone else gets REFUSED.
     #[serde(default = "default_allow")]
     pub allow: Vec<AllowEntry>,
@@ -257,6 +263,20 @@ pub struct ServerConfig {
     /// page). At least 1 when `rate` is set.
     #[serde(default = "default_burst")]
     pub burst: u32,
+    /// Whether loopback clients (a forwarder on the same host, such as OpenWrt's dnsmasq, and
+    /// local tools) count against `rate` as well; by default they are not limited.
+    #[serde(default)]
+    pub rate_loopback: bool,
+    /// Forwarders in front of the daemon (a router's DNS proxy): each speaks for a whole clinic,
+    /// so it has `forwarder_rate` and `forwarder_burst` instead of `rate` and `burst`.
+    #[serde(default)]
+    pub forwarders: Vec<std::net::IpAddr>,
+    /// Queries per second a forwarder may send; 0: no limit.
+    #[serde(default = "default_forwarder_rate")]
+    pub forwarder_rate: u32,
+    /// A forwarder's burst above `forwarder_rate`.
+    #[serde(default = "default_forwarder_burst")]
+    pub forwarder_burst: u32,
     /// Open TCP connections one client address may hold; past it its new ones are closed at once.
     #[serde(default = "default_tcp_connections_per_client")]
     pub tcp_connections_per_client: usize,
@@ -264,6 +284,26 @@ pub struct ServerConfig {
     /// time or the connection is closed: a client trickling bytes cannot hold it open.
     #[serde(default = "default_tcp_frame_timeout")]
     pub tcp_frame_timeout: HumanDuration,
+}
+
+impl ServerConfig {
+    /// The addresses of `listen` written out, in order.
+    pub fn addresses(&self) -> Vec<std::net::SocketAddr> {
+        let addrs = self.listen.iter().filter_map(|l| match l {
+            Listen::Addr(addr) => Some(addr.0),
+            Listen::Auto(_) => None,
+        });
+        addrs.collect()
+    }
+
+    /// The ports of the `"auto"` entries of `listen`.
+    pub fn auto_ports(&self) -> Vec<u16> {
+        let ports = self.listen.iter().filter_map(|l| match l {
+            Listen::Auto(port) => Some(*port),
+            Listen::Addr(_) => None,
+        });
+        ports.collect()
+    }
 }
 
 /// `[forward]`: the default route and the upstream timeout.
@@ -311,7 +351,7 @@ pub struct RouteConfig {
     pub names: Vec<ProbeName>,
 }
 
-fn default_listen() -> Vec<ServerAddr> {
+fn default_listen() -> Vec<Listen> {
     ["[::]:53", "0.0.0.0:53"]
         .iter()
         .map(|s| s.parse().expect("built-in address"))
@@ -359,6 +399,15 @@ fn default_burst() -> u32 {
     1000
 }
 
+/// A clinic of about fifty terminals, each at the per-client defaults.
+fn default_forwarder_rate() -> u32 {
+    10_000
+}
+
+fn default_forwarder_burst() -> u32 {
+    50_000
+}
+
 fn default_tcp_connections_per_client() -> usize {
     16
 }
@@ -379,6 +428,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            interfaces: Vec::new(),
             allow: default_allow(),
             max_inflight: default_max_inflight(),
             tcp_connections: default_tcp_connections(),
@@ -386,6 +436,10 @@ impl Default for ServerConfig {
             udp_payload: default_udp_payload(),
             rate: default_rate(),
             burst: default_burst(),
+            rate_loopback: false,
+            forwarders: Vec::new(),
+            forwarder_rate: default_forwarder_rate(),
+            forwarder_burst: default_forwarder_burst(),
             tcp_connections_per_client: default_tcp_connections_per_client(),
             tcp_frame_timeout: default_tcp_frame_timeout(),
         }
@@ -513,6 +567,25 @@ impl Config {
                 "server.max_inflight and server.tcp_connections must be at least 1".into(),
             );
         }
+        for addr in self.server.addresses() {
+            if addr.ip().is_unspecified() && self.server.auto_ports().contains(&addr.port()) {
+                return invalid(format!(
+                    "server.listen has both {addr} and \"auto\" on port {}: the wildcard takes the port from every address; keep one of them",
+                    addr.port()
+                ));
+            }
+        }
+        if self.server.interfaces.iter().any(|i| i.trim().is_empty()) {
+            return invalid("server.interfaces has an empty name".into());
+        }
+        if !self.server.interfaces.is_empty() && self.server.auto_ports().is_empty() {
+            return invalid(
+                "server.interfaces is set but server.listen has no \"auto\" entry to use it".into(),
+            );
+        }
+        if self.server.forwarder_rate > 0 && self.server.forwarder_burst == 0 {
+            return invalid("server.forwarder_burst is 0; expected at least 1 (or server.forwarder_rate = 0 for no limit)".into());
+        }
         if self.server.rate > 0 && self.server.burst == 0 {
             return invalid(
                 "server.burst is 0; expected at least 1 (or server.rate = 0 to turn the limit off)"
@@ -538,7 +611,8 @@ impl Config {
                     status.listen
                 ));
             }
-            if self.server.listen.iter().any(|a| a.0 == status.listen) {
+            let auto_port = self.server.auto_ports().contains(&status.listen.port());
+            if auto_port || self.server.addresses().contains(&status.listen) {
                 return invalid(format!(
                     "status.listen {} is also in server.listen (DNS over TCP uses it)",
                     status.listen

@@ -64,6 +64,52 @@ string_serde!(
     "an address such as \"192.0.2.1\", \"192.0.2.1:5353\", \"2001:db8::1\" or \"[2001:db8::1]:5353\""
 );
 
+/// A `server.listen` entry: one address, or `"auto"` for every address of the host's interfaces,
+/// each bound on its own and followed as addresses come and go.
+///
+/// Accepts what [`ServerAddr`] accepts, `auto` (port 53) and `auto:5353`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Listen {
+    /// Every address of the interfaces (all, or those of `server.interfaces`) on this port.
+    Auto(u16),
+    /// This address, bound at start even before it exists on the host (FREEBIND).
+    Addr(ServerAddr),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let Some(rest) = s.strip_prefix("auto") else {
+            return s.parse().map(Self::Addr);
+        };
+        if rest.is_empty() {
+            return Ok(Self::Auto(DNS_PORT));
+        }
+        match rest.strip_prefix(':').map(str::parse::<u16>) {
+            Some(Ok(port)) if port != 0 => Ok(Self::Auto(port)),
+            _ => Err(format!(
+                "{s:?} is not \"auto\" with an optional port from 1 to 65535"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto(DNS_PORT) => f.write_str("auto"),
+            Self::Auto(port) => write!(f, "auto:{port}"),
+            Self::Addr(addr) => addr.fmt(f),
+        }
+    }
+}
+
+string_serde!(
+    Listen,
+    "an address such as \"192.0.2.1\", \"192.0.2.1:5353\" or \"[2001:db8::1]:5353\", or \"auto\" (\"auto:5353\" for another port)"
+);
+
 /// A server of the default route: an address, or `"system"` for the nameservers of
 /// `/etc/resolv.conf`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -44,7 +44,7 @@ fn the_example_loads_exactly_as_written() {
         .iter()
         .map(ToString::to_string)
         .collect();
-    assert_eq!(listen, ["[::]:53", "0.0.0.0:53"]);
+    assert_eq!(listen, ["auto"]);
     assert_eq!(config.server.allow.len(), 8);
     assert_eq!(config.forward.default, [DefaultServer::System]);
     assert_eq!(config.forward.timeout.0, std::time::Duration::from_secs(1));
@@ -220,6 +220,13 @@ fn bad_inputs_are_refused_with_position_and_reason() {
         ("status bad address", "[status]\nlisten = \"127.0.0.1\"\n", Some("line 2"), &["invalid socket address"]),
         ("status port 0", "[status]\nlisten = \"127.0.0.1:0\"\n", None, &["status.listen 127.0.0.1:0 has no port"]),
         ("status on a DNS address", "[server]\nlisten = [\"127.0.0.1:5353\"]\n[status]\nlisten = \"127.0.0.1:5353\"\n", None, &["also in server.listen"]),
+        ("auto port 0", "[server]\nlisten = [\"auto:0\"]\n", Some("line 2"), &["\"auto\" with an optional port"]),
+        ("auto misspelt", "[server]\nlisten = [\"automatic\"]\n", Some("line 2"), &["or \"auto\""]),
+        ("auto beside a wildcard", "[server]\nlisten = [\"auto\", \"[::]:53\"]\n", None, &["both [::]:53 and \"auto\" on port 53"]),
+        ("interfaces without auto", "[server]\nlisten = [\"127.0.0.1\"]\ninterfaces = [\"br-lan\"]\n", None, &["no \"auto\" entry"]),
+        ("status on an auto port", "[server]\nlisten = [\"auto:9153\"]\n[status]\nlisten = \"127.0.0.1:9153\"\n", None, &["also in server.listen"]),
+        ("bad forwarder", "[server]\nforwarders = [\"router.lan\"]\n", Some("line 2"), &["forwarders"]),
+        ("zero forwarder burst", "[server]\nforwarder_burst = 0\n", None, &["server.forwarder_burst is 0"]),
         ("status zero connections", "[status]\nlisten = \"[::1]:9153\"\nconnections = 0\n", None, &["status.connections must be at least 1"]),
     ];
     let dir = std::env::temp_dir().join(format!("oqsdns-config-test-{}", std::process::id()));
@@ -243,6 +250,23 @@ fn bad_inputs_are_refused_with_position_and_reason() {
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn auto_listen_round_trips_beside_explicit_addresses() {
+    let text = "[server]\nlisten = [\"auto\", \"auto:5353\", \"192.0.2.1\"]\ninterfaces = [\"br-lan\"]\nforwarders = [\"192.168.1.1\"]\n";
+    let config = Config::from_toml(text).unwrap();
+    assert_eq!(config.server.auto_ports(), [53, 5353]);
+    assert_eq!(
+        config.server.addresses(),
+        ["192.0.2.1:53".parse::<std::net::SocketAddr>().unwrap()]
+    );
+    assert!(
+        !config.server.rate_loopback,
+        "loopback is not limited by default"
+    );
+    let again = Config::from_toml(&config.to_effective_toml()).unwrap();
+    assert_eq!(again.server, config.server);
 }
 
 #[test]

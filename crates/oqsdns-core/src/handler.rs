@@ -38,11 +38,7 @@ impl Handler {
                 config.health.state_file.as_deref(),
             ))),
             shared: Shared::new(config),
-            limiter: Arc::new(RateLimiter::new(
-                config.server.rate,
-                config.server.burst,
-                DEFAULT_SLOTS,
-            )),
+            limiter: Arc::new(RateLimiter::of(&config.server, DEFAULT_SLOTS)),
             clients: Arc::new(match &config.status {
                 Some(status) if status.clients => Clients::new(CLIENT_SLOTS),
                 _ => Clients::disabled(),

@@ -10,6 +10,11 @@
 //! entry, so a flood of forged sources evicts quiet clients first and a flooder's own empty
 //! bucket stays put instead of being reset by the flood.
 //!
+//! Loopback clients are not limited unless asked (a forwarder on the same host, such as OpenWrt's
+//! dnsmasq in front of the daemon, speaks for the whole LAN), and the forwarders named in the
+//! configuration (a router's DNS proxy) each have a bucket of their own, sized for a clinic, or
+//! none.
+//!
 //! Past the limit a client gets REFUSED for at most [`REFUSALS_PER_SECOND`] queries a second
 //! and nothing for the rest: a LAN client learns why, a flood with a forged source is not
 //! reflected at its victim.
@@ -76,14 +81,53 @@ pub struct RateLimiter {
     epoch: Instant,
     log: Throttle,
     limited: AtomicU32,
+    /// Whether loopback clients are limited.
+    loopback: bool,
+    /// The forwarders' keys and buckets; `None` without a limit for them.
+    forwarders: Box<[Forwarder]>,
+    forwarder_rate: u64,
+    forwarder_capacity: u64,
     /// Queries refused and dropped over the limit, for the status endpoint.
     pub stats: crate::metrics::RateStats,
+}
+
+/// A forwarder's table key, and its bucket (`None`: not limited).
+type Forwarder = ([u8; 16], Option<Mutex<Bucket>>);
+
+/// Who is limited how, apart from every other client's `rate` and `burst`.
+#[derive(Debug, Clone, Default)]
+pub struct Exemptions {
+    /// Limit loopback clients as the others (by default they are not limited).
+    pub limit_loopback: bool,
+    /// The forwarders in front of the daemon.
+    pub forwarders: Vec<IpAddr>,
+    /// Queries per second of each forwarder; 0: no limit.
+    pub forwarder_rate: u32,
+    /// A forwarder's burst.
+    pub forwarder_burst: u32,
 }
 
 impl RateLimiter {
     /// A limiter of `rate` queries per second with bursts of `burst`, tracking up to `slots`
     /// clients (rounded up to a multiple of 64). `rate` 0 admits everything and allocates nothing.
     pub fn new(rate: u32, burst: u32, slots: usize) -> Self {
+        Self::with_exemptions(rate, burst, slots, &Exemptions::default())
+    }
+
+    /// [`new`](Self::new), with loopback and the forwarders treated as `exemptions` says.
+    pub fn with_exemptions(rate: u32, burst: u32, slots: usize, exemptions: &Exemptions) -> Self {
+        let forwarder_limited = rate > 0 && exemptions.forwarder_rate > 0;
+        let forwarders = exemptions.forwarders.iter().map(|&ip| {
+            let bucket = forwarder_limited.then(|| {
+                Mutex::new(Bucket {
+                    used: true,
+                    key: key_of(ip),
+                    tokens: u64::from(exemptions.forwarder_burst.max(1)) * MILLI,
+                    ..Bucket::default()
+                })
+            });
+            (key_of(ip), bucket)
+        });
         let sets_per_shard = if rate == 0 {
             0
         } else {
@@ -101,8 +145,23 @@ impl RateLimiter {
             epoch: Instant::now(),
             log: Throttle::new(LOG_INTERVAL),
             limited: AtomicU32::new(0),
+            loopback: exemptions.limit_loopback,
+            forwarders: forwarders.collect(),
+            forwarder_rate: u64::from(exemptions.forwarder_rate),
+            forwarder_capacity: u64::from(exemptions.forwarder_burst.max(1)) * MILLI,
             stats: crate::metrics::RateStats::default(),
         }
+    }
+
+    /// The limiter of `[server]`: `rate`, `burst`, `rate_loopback` and the forwarders.
+    pub fn of(server: &oqsdns_config::ServerConfig, slots: usize) -> Self {
+        let exemptions = Exemptions {
+            limit_loopback: server.rate_loopback,
+            forwarders: server.forwarders.clone(),
+            forwarder_rate: server.forwarder_rate,
+            forwarder_burst: server.forwarder_burst,
+        };
+        Self::with_exemptions(server.rate, server.burst, slots, &exemptions)
     }
 
     /// A limiter that admits every query.
@@ -162,6 +221,23 @@ impl RateLimiter {
             return Verdict::Admit;
         }
         let key = key_of(client);
+        if !self.loopback && is_loopback(&key) {
+            return Verdict::Admit;
+        }
+        if !self.forwarders.is_empty() {
+            if let Some((_, bucket)) = self.forwarders.iter().find(|(k, _)| *k == key) {
+                let Some(bucket) = bucket else {
+                    return Verdict::Admit;
+                };
+                let mut bucket = bucket.lock().unwrap_or_else(|e| e.into_inner());
+                return take(
+                    &mut bucket,
+                    now_ms,
+                    self.forwarder_rate,
+                    self.forwarder_capacity,
+                );
+            }
+        }
         let hash = self.hasher.hash_one(key);
         let shard = &self.shards[(hash as usize) % SHARDS];
         let set = ((hash >> 32) as usize) % self.sets_per_shard;
@@ -192,32 +268,47 @@ impl RateLimiter {
                 &mut ways[victim]
             }
         };
-        bucket.tokens = self.refilled(bucket, now_ms);
-        bucket.last_ms = bucket.last_ms.max(now_ms);
-        if bucket.tokens >= MILLI {
-            bucket.tokens -= MILLI;
-            return Verdict::Admit;
-        }
-        let second = (now_ms / 1000) as u32;
-        if bucket.refusal_second != second {
-            bucket.refusal_second = second;
-            bucket.refusals = 0;
-        }
-        if bucket.refusals < REFUSALS_PER_SECOND {
-            bucket.refusals += 1;
-            Verdict::Refuse
-        } else {
-            Verdict::Drop
-        }
+        take(bucket, now_ms, self.rate, self.capacity)
     }
 
     fn refilled(&self, bucket: &Bucket, now_ms: u64) -> u64 {
-        let elapsed = now_ms.saturating_sub(bucket.last_ms);
-        bucket
-            .tokens
-            .saturating_add(elapsed.saturating_mul(self.rate))
-            .min(self.capacity)
+        refilled(bucket, now_ms, self.rate, self.capacity)
     }
+}
+
+/// Takes one query from `bucket` (refilled at `rate`, up to `capacity`) at `now_ms`.
+fn take(bucket: &mut Bucket, now_ms: u64, rate: u64, capacity: u64) -> Verdict {
+    bucket.tokens = refilled(bucket, now_ms, rate, capacity);
+    bucket.last_ms = bucket.last_ms.max(now_ms);
+    if bucket.tokens >= MILLI {
+        bucket.tokens -= MILLI;
+        return Verdict::Admit;
+    }
+    let second = (now_ms / 1000) as u32;
+    if bucket.refusal_second != second {
+        bucket.refusal_second = second;
+        bucket.refusals = 0;
+    }
+    if bucket.refusals < REFUSALS_PER_SECOND {
+        bucket.refusals += 1;
+        Verdict::Refuse
+    } else {
+        Verdict::Drop
+    }
+}
+
+fn refilled(bucket: &Bucket, now_ms: u64, rate: u64, capacity: u64) -> u64 {
+    let elapsed = now_ms.saturating_sub(bucket.last_ms);
+    bucket
+        .tokens
+        .saturating_add(elapsed.saturating_mul(rate))
+        .min(capacity)
+}
+
+/// Whether a table key is a loopback address (127.0.0.0/8 as mapped, or ::1).
+fn is_loopback(key: &[u8; 16]) -> bool {
+    let v6 = std::net::Ipv6Addr::from(*key);
+    v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
 }
 
 /// The table key of a client: its IPv6 address, IPv4 (also IPv4-mapped) as ::ffff:a.b.c.d.
@@ -277,6 +368,50 @@ mod tests {
             [0, 1, 0],
             "same as its v4-mapped form"
         );
+    }
+
+    #[test]
+    fn loopback_is_not_limited_unless_asked() {
+        let limiter = RateLimiter::new(1, 3, 64);
+        for client in ["127.0.0.1", "127.0.0.53", "::1", "::ffff:127.0.0.1"] {
+            let client: IpAddr = client.parse().unwrap();
+            assert_eq!(run(&limiter, client, 10_000, 0), [10_000, 0, 0], "{client}");
+        }
+        let asked = Exemptions {
+            limit_loopback: true,
+            ..Exemptions::default()
+        };
+        let limiter = RateLimiter::with_exemptions(1, 3, 64, &asked);
+        let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert_eq!(run(&limiter, local, 4, 0), [3, 1, 0]);
+    }
+
+    #[test]
+    fn a_forwarder_has_a_clinic_sized_bucket_of_its_own_or_none() {
+        let router: IpAddr = "192.168.1.1".parse().unwrap();
+        let terminal: IpAddr = "192.168.1.20".parse().unwrap();
+        let exemptions = Exemptions {
+            forwarders: vec![router],
+            forwarder_rate: 100,
+            forwarder_burst: 500,
+            ..Exemptions::default()
+        };
+        let limiter = RateLimiter::with_exemptions(10, 20, 64, &exemptions);
+        assert_eq!(run(&limiter, router, 510, 0), [500, 5, 5]);
+        // 100 ms later: ten queries' worth back at the forwarder's rate, not one at the clients'.
+        assert_eq!(run(&limiter, router, 12, 100)[0], 10);
+        assert_eq!(
+            run(&limiter, terminal, 30, 0),
+            [20, 5, 5],
+            "others keep the per-client limit"
+        );
+        let unlimited = Exemptions {
+            forwarder_rate: 0,
+            ..exemptions
+        };
+        let limiter = RateLimiter::with_exemptions(10, 20, 64, &unlimited);
+        assert_eq!(run(&limiter, router, 100_000, 0), [100_000, 0, 0]);
+        assert_eq!(run(&limiter, terminal, 30, 0), [20, 5, 5]);
     }
 
     #[test]

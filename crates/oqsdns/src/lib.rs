@@ -6,6 +6,7 @@ pub mod check;
 pub mod limits;
 pub mod logging;
 pub mod notify;
+pub mod openwrt;
 pub mod sockets;
 pub mod status;
 pub mod uci;
@@ -268,50 +269,103 @@ pub async fn run(
     listeners: Vec<Listener>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    let mut addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    if let Some(auto) = sockets::AutoListen::of(&config.server) {
+        addrs.extend(sockets::would_bind(&auto));
+    }
     let daemon = Daemon::start(config, &addrs, shutdown.clone()).await;
     serve(config, listeners, daemon.handler(), shutdown).await
 }
 
-/// Runs the UDP and TCP servers of every listener with `handler`.
+/// Runs the UDP and TCP servers of every listener with `handler`; with `listen = ["auto"]`, also
+/// of every address of the interfaces, following them as they come and go.
 pub async fn serve(
     config: &Config,
     listeners: Vec<Listener>,
     handler: Arc<Handler>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let limits = TcpLimits {
-        max_connections: config.server.tcp_connections,
-        per_client: config.server.tcp_connections_per_client,
-        idle_timeout: config.server.tcp_idle_timeout.0,
-        frame_timeout: config.server.tcp_frame_timeout.0,
+    let servers = Servers {
+        limits: TcpLimits {
+            max_connections: config.server.tcp_connections,
+            per_client: config.server.tcp_connections_per_client,
+            idle_timeout: config.server.tcp_idle_timeout.0,
+            frame_timeout: config.server.tcp_frame_timeout.0,
+        },
+        handler,
+        tasks: TaskTracker::new(),
     };
-    let limiter = handler.limiter();
-    let tasks = TaskTracker::new();
-    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    let mut addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
     for listener in listeners {
+        servers.start(listener, shutdown.clone())?;
+    }
+    if let Some(auto) = sockets::AutoListen::of(&config.server) {
+        let mut follower = sockets::Follower::new(auto, shutdown.clone());
+        // Subscribed before the first reading, so that no address added in between is missed.
+        let events = sockets::Events::subscribe();
+        for (listener, token) in follower.rescan() {
+            servers.start(listener, token)?;
+        }
+        addrs.extend(follower.addrs());
+        servers
+            .tasks
+            .spawn(follow(follower, events, servers.clone(), shutdown.clone()));
+    }
+    servers.tasks.spawn(notify::watchdog(shutdown.clone()));
+    notify::ready(&addrs);
+    servers.tasks.close();
+    servers.tasks.wait().await;
+    Ok(())
+}
+
+/// What starts the servers of one listener.
+#[derive(Clone)]
+struct Servers {
+    limits: TcpLimits,
+    handler: Arc<Handler>,
+    tasks: TaskTracker,
+}
+
+impl Servers {
+    /// Starts the UDP and TCP servers of `listener`, until `stop`.
+    fn start(&self, listener: Listener, stop: CancellationToken) -> std::io::Result<()> {
         let udp = tokio::net::UdpSocket::from_std(listener.udp)?;
         let tcp = tokio::net::TcpListener::from_std(listener.tcp)?;
         info!(addr = %listener.addr, "listening on {} over UDP and TCP", listener.addr);
-        tasks.spawn(serve_udp(
+        let limiter = self.handler.limiter();
+        self.tasks.spawn(serve_udp(
             udp,
-            handler.clone(),
+            self.handler.clone(),
             limiter.clone(),
-            shutdown.clone(),
+            stop.clone(),
         ));
-        tasks.spawn(serve_tcp(
+        self.tasks.spawn(serve_tcp(
             tcp,
-            handler.clone(),
-            limits,
-            limiter.clone(),
-            shutdown.clone(),
+            self.handler.clone(),
+            self.limits,
+            limiter,
+            stop,
         ));
+        Ok(())
     }
-    tasks.spawn(notify::watchdog(shutdown.clone()));
-    notify::ready(&addrs);
-    tasks.close();
-    tasks.wait().await;
-    Ok(())
+}
+
+/// Keeps the listeners of `"auto"` in step with the interfaces' addresses until `shutdown`.
+async fn follow(
+    mut follower: sockets::Follower,
+    mut events: sockets::Events,
+    servers: Servers,
+    shutdown: CancellationToken,
+) {
+    while events.next(&shutdown).await {
+        for (listener, token) in follower.rescan() {
+            let addr = listener.addr;
+            if let Err(error) = servers.start(listener, token.clone()) {
+                warn!(%addr, %error, "cannot serve a new address");
+                token.cancel();
+            }
+        }
+    }
 }
 
 fn log_table(config: &Config, runtime: &Runtime) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use oqsdns::Daemon;
-use oqsdns_config::{Area, Config, ServerAddr};
+use oqsdns_config::{Area, Config, Listen, ServerAddr};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -30,9 +30,9 @@ enum Command {
         /// Override the area: east, west or none.
         #[arg(long)]
         area: Option<Area>,
-        /// Listen on this address instead of the configured ones (repeatable).
+        /// Listen on this address, or "auto", instead of the configured ones (repeatable).
         #[arg(long, value_name = "ADDR")]
-        listen: Vec<ServerAddr>,
+        listen: Vec<Listen>,
     },
     /// Run the guide's step-7 check through the daemon and straight to every upstream, and say
     /// what is wrong: exit 0 when all is well, 1 when not, 2 on a usage or configuration error.
@@ -73,7 +73,46 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Put oqsdns behind OpenWrt's dnsmasq in /etc/config/dhcp, or undo it (the init script's
+    /// start and stop). Prints "changed" when the file was changed (dnsmasq and odhcpd must then
+    /// be restarted), "unchanged" otherwise.
+    Openwrt {
+        #[command(subcommand)]
+        command: OpenwrtCommand,
+    },
 }
+
+#[derive(Debug, Subcommand)]
+enum OpenwrtCommand {
+    /// dnsmasq forwards to oqsdns's loopback port and lets the guide's private answers through;
+    /// when odhcpd relays, the LAN announces the router as DNS server.
+    Setup {
+        /// dnsmasq's and odhcpd's UCI file.
+        #[arg(long, default_value = "/etc/config/dhcp")]
+        dhcp: PathBuf,
+        /// oqsdns's UCI file (for its port and routes).
+        #[arg(long, default_value = "/etc/config/oqsdns")]
+        config: PathBuf,
+        /// Where the previous settings are kept for `restore`.
+        #[arg(long, default_value = OPENWRT_STATE)]
+        state: PathBuf,
+        /// The router's address to announce on the LAN in relay mode (repeatable).
+        #[arg(long, value_name = "ADDR")]
+        announce: Vec<std::net::IpAddr>,
+    },
+    /// Puts back what `setup` changed, and removes the state file.
+    Restore {
+        /// dnsmasq's and odhcpd's UCI file.
+        #[arg(long, default_value = "/etc/config/dhcp")]
+        dhcp: PathBuf,
+        /// The state `setup` kept.
+        #[arg(long, default_value = OPENWRT_STATE)]
+        state: PathBuf,
+    },
+}
+
+/// Where `oqsdns openwrt setup` keeps what it changed.
+const OPENWRT_STATE: &str = "/etc/oqsdns/dhcp.saved";
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
@@ -119,7 +158,7 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
 struct Source {
     path: Option<PathBuf>,
     area: Option<Area>,
-    listen: Vec<ServerAddr>,
+    listen: Vec<Listen>,
 }
 
 impl Source {
@@ -201,6 +240,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Openwrt { command } => match openwrt(command) {
+            Ok(changed) => {
+                println!("{}", if changed { "changed" } else { "unchanged" });
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Run {
             config,
             area,
@@ -224,8 +273,55 @@ fn main() -> ExitCode {
     }
 }
 
-/// The effective configuration; `area = "auto"` is resolved by probing, as the daemon would.
+/// Runs `oqsdns openwrt`; whether /etc/config/dhcp changed.
+fn openwrt(command: OpenwrtCommand) -> Result<bool, String> {
+    match command {
+        OpenwrtCommand::Setup {
+            dhcp,
+            config,
+            state,
+            announce,
+        } => oqsdns::openwrt::setup_files(&dhcp, &config, &state, announce),
+        OpenwrtCommand::Restore { dhcp, state } => oqsdns::openwrt::restore_files(&dhcp, &state),
+    }
+}
+
+/// The effective configuration, after what the daemon would bind; `area = "auto"` is resolved by
+/// probing, as the daemon would.
 fn show(config: &Config) -> String {
+    format!("{}{}", bound(config), show_area(config))
+}
+
+/// The addresses the daemon would bind now, as TOML comments: `"auto"` expanded from the
+/// interfaces' addresses.
+fn bound(config: &Config) -> String {
+    let mut text = String::new();
+    for listen in &config.server.listen {
+        match listen {
+            Listen::Addr(addr) => {
+                text += &format!("# listen {addr}: bound as written (UDP and TCP)\n")
+            }
+            Listen::Auto(port) => {
+                let interfaces = if config.server.interfaces.is_empty() {
+                    "every interface".to_string()
+                } else {
+                    format!("loopback and {}", config.server.interfaces.join(", "))
+                };
+                text += &format!(
+                    "# listen {listen}: each address of {interfaces} on port {port}, followed as addresses come and go; now:\n"
+                );
+                let auto = oqsdns::sockets::AutoListen::of(&config.server).unwrap_or_default();
+                let now = oqsdns::sockets::would_bind(&auto);
+                for addr in now.into_iter().filter(|a| a.port() == *port) {
+                    text += &format!("#   {addr}\n");
+                }
+            }
+        }
+    }
+    text
+}
+
+fn show_area(config: &Config) -> String {
     if config.area != Area::Auto {
         return config.to_effective_toml();
     }
@@ -321,7 +417,7 @@ fn check(
 }
 
 fn run(config: Config, source: Source) -> ExitCode {
-    let addrs: Vec<SocketAddr> = config.server.listen.iter().map(|a| a.0).collect();
+    let addrs: Vec<SocketAddr> = config.server.addresses();
     let listeners = match oqsdns::bind_all(&addrs) {
         Ok(listeners) => listeners,
         Err(e) => {
@@ -329,7 +425,11 @@ fn run(config: Config, source: Source) -> ExitCode {
             return ExitCode::from(EXIT_LISTEN);
         }
     };
-    let bound: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    let mut bound: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    // "system" must not name the daemon itself: the addresses "auto" serves count as its own.
+    if let Some(auto) = oqsdns::sockets::AutoListen::of(&config.server) {
+        bound.extend(oqsdns::sockets::would_bind(&auto));
+    }
     oqsdns::limits::raise_nofile(&config);
     let status = match config
         .status

@@ -5,6 +5,10 @@
 use std::io;
 use std::net::SocketAddr;
 
+mod follow;
+
+pub use follow::{address_events, would_bind, AutoListen, Events, Follower, RESCAN};
+
 use oqsdns_core::server::enable_pktinfo;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -36,7 +40,8 @@ pub fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<Listener>, BindError> {
     addrs.iter().map(|&addr| bind(addr)).collect()
 }
 
-fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
+/// Opens UDP and TCP on `addr`. With port 0, TCP takes the port UDP was given.
+pub fn bind(addr: SocketAddr) -> Result<Listener, BindError> {
     let err = |transport| {
         move |source| BindError {
             addr,
@@ -106,5 +111,61 @@ mod tests {
         assert_eq!(listeners.len(), 2);
         assert_eq!(listeners[1].addr.ip(), addrs[1].ip());
         assert_ne!(listeners[0].addr.port(), 0);
+    }
+
+    /// Loopback is served whatever `interfaces` names; an interface not on the host gives nothing
+    /// more, and an address written out in `listen` is left to its own listener.
+    #[test]
+    fn auto_serves_loopback_and_the_named_interfaces_only() {
+        let auto = AutoListen {
+            ports: vec![5300],
+            interfaces: vec!["no-such-interface0".into()],
+            explicit: vec!["127.0.0.1:5301".parse().unwrap()],
+        };
+        let wanted = auto.wanted();
+        assert!(
+            wanted.contains_key(&"127.0.0.1:5300".parse().unwrap()),
+            "{wanted:?}"
+        );
+        assert!(
+            wanted
+                .keys()
+                .all(|a| a.ip().is_loopback() && a.port() == 5300),
+            "only loopback: {wanted:?}"
+        );
+        let every = AutoListen {
+            interfaces: Vec::new(),
+            ..auto.clone()
+        };
+        let all = every.wanted();
+        assert!(all.len() >= wanted.len());
+        let written = AutoListen {
+            ports: vec![5301],
+            ..auto
+        };
+        assert!(!written
+            .wanted()
+            .contains_key(&"127.0.0.1:5301".parse().unwrap()));
+    }
+
+    /// A new address's listener starts with its own token; cancelling it leaves the others, and
+    /// the shutdown token stops them all.
+    #[test]
+    fn each_listener_of_auto_has_its_own_stop_under_the_shutdown() {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let auto = AutoListen {
+            ports: vec![0], // each address on a port of its own: no fixed port on loopback
+            interfaces: vec!["lo".into()],
+            explicit: Vec::new(),
+        };
+        let mut follower = Follower::new(auto, shutdown.clone());
+        let started = follower.rescan();
+        assert!(!started.is_empty(), "loopback is served");
+        assert!(follower.rescan().is_empty(), "nothing new the second time");
+        let (first, rest) = started.split_first().unwrap();
+        first.1.cancel();
+        assert!(rest.iter().all(|(_, t)| !t.is_cancelled()));
+        shutdown.cancel();
+        assert!(started.iter().all(|(_, t)| t.is_cancelled()));
     }
 }

@@ -8,8 +8,13 @@
 //! ```text
 //! config oqsdns 'main'            # at most one
 //!     option enabled '1'          # read by the init script only
+//!     option dnsmasq '1'          # init script: put oqsdns behind dnsmasq (`oqsdns openwrt`)
 //!     option area 'east'          # east | west | auto | none
-//!     list listen '[::]:53'       # server.listen
+//!     list listen 'auto:5353'     # server.listen
+//!     list interface 'lan'        # server.interfaces; a network of /etc/config/network becomes
+//!                                 # its device (br-lan)
+//!     list forwarder '192.168.1.1'  # server.forwarders; forwarder_rate, forwarder_burst,
+//!                                 # rate_loopback as in [server]
 //!     list allow 'local'          # server.allow
 //!     list default 'system'       # forward.default
 //!     option timeout '1s'         # forward.timeout
@@ -244,8 +249,58 @@ pub fn from_uci(
     if let Some(path) = resolvfile {
         expand_system(&mut config.forward.default, &path, read_file);
     }
+    if !config.server.interfaces.is_empty() {
+        if let Ok(network) = read_file(Path::new(NETWORK)) {
+            config.server.interfaces = devices_of(&config.server.interfaces, &network);
+        }
+    }
     config.validate()?;
     Ok(config)
+}
+
+/// OpenWrt's network configuration: its `interface` sections name the devices of `lan`, `wan`...
+pub const NETWORK: &str = "/etc/config/network";
+
+/// The kernel interfaces for `names`: an OpenWrt network (`lan`) becomes its device (`option
+/// device 'br-lan'`; before OpenWrt 21.02 `option type 'bridge'` made `br-lan`, else `option
+/// ifname`); any other name (`br-lan`, `eth0`, `lo`) is kept as written.
+fn devices_of(names: &[String], network: &str) -> Vec<String> {
+    let Ok(sections) = parse(network) else {
+        return names.to_vec();
+    };
+    let device = |name: &String| {
+        let mut name = name.clone();
+        // An alias (`option device '@wan'`) is its network's device; one level, as netifd.
+        for _ in 0..2 {
+            let section = sections
+                .iter()
+                .find(|s| s.kind == "interface" && s.name.as_ref() == Some(&name))?;
+            let get = |key: &str| {
+                let st = section.statements.iter().find(|st| st.key == key)?;
+                Some(st.value.clone())
+            };
+            match get("device") {
+                Some(alias) if alias.starts_with('@') => name = alias[1..].to_string(),
+                Some(device) => return Some(device),
+                None if get("type").as_deref() == Some("bridge") => {
+                    return Some(format!("br-{name}"))
+                }
+                None => {
+                    return get("ifname")
+                        .and_then(|i| i.split_whitespace().next().map(str::to_string))
+                }
+            }
+        }
+        None
+    };
+    let mut devices: Vec<String> = Vec::new();
+    for name in names {
+        let dev = device(name).unwrap_or_else(|| name.clone());
+        if !devices.contains(&dev) {
+            devices.push(dev);
+        }
+    }
+    devices
 }
 
 /// Replaces `"system"` with the nameservers of `path`, OpenWrt's list of the upstream servers the
@@ -284,11 +339,17 @@ fn apply_main(config: &mut Config, section: &Section) -> Result<Option<PathBuf>,
         // A list's first statement replaces the default; the following ones add to it.
         let fresh = seen.insert(st.key.as_str());
         match st.key.as_str() {
-            "enabled" => {
+            // Read by the init script only.
+            "enabled" | "dnsmasq" => {
                 enabled(st)?;
             }
             "area" => config.area = single(st)?,
             "listen" => extend(&mut config.server.listen, st, fresh)?,
+            "interface" => extend(&mut config.server.interfaces, st, fresh)?,
+            "forwarder" => extend(&mut config.server.forwarders, st, fresh)?,
+            "forwarder_rate" => config.server.forwarder_rate = single(st)?,
+            "forwarder_burst" => config.server.forwarder_burst = single(st)?,
+            "rate_loopback" => config.server.rate_loopback = enabled(st)?,
             "allow" => extend(&mut config.server.allow, st, fresh)?,
             "max_inflight" => config.server.max_inflight = single(st)?,
             "tcp_connections" => config.server.tcp_connections = single(st)?,
@@ -312,7 +373,7 @@ fn apply_main(config: &mut Config, section: &Section) -> Result<Option<PathBuf>,
                 config.status = Some(oqsdns_config::StatusConfig::on(single(st)?));
             }
             other => {
-                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, area, listen, allow, default, timeout, probe, rebind_protection, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout, health_interval, health_timeout, cache_entries, serve_stale, serve_stale_default, status_listen or resolvfile")));
+                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, dnsmasq, area, listen, interface, allow, forwarder, forwarder_rate, forwarder_burst, rate_loopback, default, timeout, probe, rebind_protection, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout, health_interval, health_timeout, cache_entries, serve_stale, serve_stale_default, status_listen or resolvfile")));
             }
         }
     }

@@ -5,10 +5,12 @@
 //! test panics) kills every process and deletes the namespaces. Nothing here is routed outside
 //! the lab's own namespaces.
 
+pub mod beside;
 pub mod dig;
 pub mod env;
 pub mod knot;
 pub mod netns;
+pub mod openwrt;
 pub mod process;
 pub mod restart;
 pub mod run;
@@ -74,6 +76,10 @@ impl Area {
     }
 }
 
+/// What a test starts in the oqsdns namespace before oqsdns, given the namespace and the scratch
+/// directory.
+type Before<'a> = &'a dyn Fn(&netns::Netns, &Path) -> Result<Vec<beside::Program>, String>;
+
 /// What nftables drops on the NGN side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
@@ -90,6 +96,7 @@ pub enum Cut {
 pub struct Lab {
     // Field order is drop order: processes first, then namespaces, then their files.
     oqsdns: Daemon,
+    beside: Vec<beside::Program>,
     knots: Vec<Daemon>,
     /// TCP listeners on port 443 of the centre's addresses ([`topology::CENTRE`]) on the NGN side.
     centre: Vec<netns::TcpServer>,
@@ -110,13 +117,13 @@ impl Lab {
     /// table).
     pub fn start_with(test: &str, area: Area, extra: &str) -> Option<Self> {
         let tools = tools_or_skip(test)?;
-        match Self::build(tools, area, extra) {
+        match Self::build(tools, area, extra, &|_, _| Ok(Vec::new())) {
             Ok(lab) => Some(lab),
             Err(e) => panic!("{test}: cannot build the lab: {e}"),
         }
     }
 
-    fn build(tools: Tools, area: Area, extra: &str) -> Result<Self, String> {
+    fn build(tools: Tools, area: Area, extra: &str, before: Before<'_>) -> Result<Self, String> {
         let prefix = netns::unique_prefix();
         let scratch = ScratchDir::create(&prefix)?;
         let server_addrs: Vec<IpAddr> = knot::SERVERS
@@ -142,12 +149,14 @@ impl Lab {
                 scratch.path(),
             )?);
         }
+        let beside = before(net.ns(Host::Oqsdns), scratch.path())?;
         let config = scratch.path().join("oqsdns.toml");
         std::fs::write(&config, oqsdns_config(area) + extra).map_err(|e| e.to_string())?;
         let cmd = oqsdns_command(&net, &tools, scratch.path());
         let oqsdns = Daemon::start("oqsdns", cmd, scratch.path(), OQSDNS_READY)?;
         Ok(Self {
             oqsdns,
+            beside,
             knots,
             centre,
             net,

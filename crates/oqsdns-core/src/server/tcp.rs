@@ -85,6 +85,9 @@ pub async fn serve_tcp(
             connection(stream, peer, handler, limiter, limits, shutdown).await;
         });
     }
+    // The port is given back at once (a listener of an address that left its interface is
+    // stopped alone); the open connections finish on their own.
+    drop(listener);
     tasks.close();
     tasks.wait().await;
 }

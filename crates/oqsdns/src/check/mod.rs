@@ -108,11 +108,13 @@ impl Report {
 /// The daemon's address `oqsdns check` asks by default: the first listen address, with a
 /// wildcard replaced by the loopback address of its family.
 pub fn default_server(config: &Config) -> SocketAddr {
-    let mut addr = config
+    let auto = config
         .server
-        .listen
+        .auto_ports()
         .first()
-        .map_or(SocketAddr::from((Ipv6Addr::LOCALHOST, 53)), |a| a.0);
+        .map(|&port| (Ipv6Addr::LOCALHOST, port).into());
+    let first = config.server.addresses().first().copied().or(auto);
+    let mut addr = first.unwrap_or(SocketAddr::from((Ipv6Addr::LOCALHOST, 53)));
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr.ip() {
             IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
@@ -163,7 +165,7 @@ fn targets(config: &Config, resolv_conf: &Path) -> Vec<Target> {
             names: r.names.clone(),
         })
         .collect();
-    let listening: Vec<SocketAddr> = config.server.listen.iter().map(|a| a.0).collect();
+    let listening: Vec<SocketAddr> = config.server.addresses();
     let mut defaults = Vec::new();
     for server in &config.forward.default {
         match server {

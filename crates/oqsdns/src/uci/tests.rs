@@ -27,12 +27,48 @@ fn shipped_config_gives_the_default_server_settings() {
     .expect("the shipped /etc/config/oqsdns is valid");
     let defaults = Config::default();
     assert_eq!(config.area, Area::East);
-    assert_eq!(config.server, defaults.server);
+    // Behind dnsmasq: every loopback address on the side port, the rest as the defaults.
+    assert_eq!(strings(&config.server.listen), ["auto:5353"]);
+    assert_eq!(config.server.interfaces, ["lo"]);
+    let server = oqsdns_config::ServerConfig {
+        listen: defaults.server.listen.clone(),
+        interfaces: Vec::new(),
+        ..config.server.clone()
+    };
+    assert_eq!(server, defaults.server);
     assert_eq!(config.forward, defaults.forward);
     assert!(
         config.routes.is_empty(),
         "the example route is commented out"
     );
+}
+
+#[test]
+fn listen_interfaces_and_forwarders_translate() {
+    let text = "config oqsdns 'main'\n\tlist listen 'auto'\n\tlist listen '192.0.2.1'\n\tlist interface 'br-lan'\n\tlist interface 'eth0'\n\tlist forwarder '192.168.1.1'\n\toption forwarder_rate '0'\n\toption rate_loopback '1'\n";
+    let config = load(text).unwrap();
+    assert_eq!(strings(&config.server.listen), ["auto", "192.0.2.1:53"]);
+    assert_eq!(config.server.interfaces, ["br-lan", "eth0"]);
+    assert_eq!(strings(&config.server.forwarders), ["192.168.1.1"]);
+    assert_eq!(config.server.forwarder_rate, 0);
+    assert!(config.server.rate_loopback);
+}
+
+#[test]
+fn openwrt_networks_become_their_devices() {
+    let network = "config interface 'loopback'\n\toption device 'lo'\n\nconfig device\n\toption name 'br-lan'\n\toption type 'bridge'\n\tlist ports 'lan1'\n\nconfig interface 'lan'\n\toption device 'br-lan'\n\toption proto 'static'\n\nconfig interface 'guest'\n\toption type 'bridge'\n\toption ifname 'eth0.3'\n\nconfig interface 'wan'\n\toption ifname 'eth1'\n\nconfig interface 'wan6'\n\toption device '@wan'\n";
+    let read = |path: &Path| {
+        assert_eq!(path, Path::new(NETWORK));
+        Ok(network.to_string())
+    };
+    let text = "config oqsdns 'main'\n\tlist listen 'auto'\n\tlist interface 'lan'\n\tlist interface 'guest'\n\tlist interface 'wan'\n\tlist interface 'wan6'\n\tlist interface 'eth9'\n\tlist interface 'br-lan'\n";
+    let config = from_uci(text, &read).unwrap();
+    assert_eq!(
+        config.server.interfaces,
+        ["br-lan", "br-guest", "eth1", "eth9"]
+    );
+    // Without the network file the names stay as written.
+    assert_eq!(load(text).unwrap().server.interfaces.len(), 6);
 }
 
 #[test]
