@@ -121,11 +121,15 @@ impl Running {
     /// Reads sd_notify messages until one contains `what` (10 s at most); returns it.
     pub fn wait_notify(&self, what: &str) -> String {
         let mut buf = [0u8; 4096];
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let len = self
-                .notify
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("no {what} within 10 s: {e}"));
+            assert!(std::time::Instant::now() < deadline, "no {what} within 10 s");
+            let len = match self.notify.recv(&mut buf) {
+                Ok(len) => len,
+                // A signal to the test process (another test's child exiting) interrupts recv.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("no {what} within 10 s: {e}"),
+            };
             let message = String::from_utf8_lossy(&buf[..len]).to_string();
             if message.contains(what) {
                 return message;
