@@ -3,6 +3,7 @@
 
 pub mod acl;
 pub mod cache;
+pub mod compose;
 pub mod forward;
 pub mod handler;
 pub mod health;
@@ -15,6 +16,7 @@ pub mod ratelimit;
 pub mod rebind;
 pub mod router;
 pub mod server;
+pub mod status_txt;
 pub mod system;
 pub mod throttle;
 pub mod upstream;
