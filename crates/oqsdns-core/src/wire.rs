@@ -643,6 +643,9 @@ pub fn name_to_wire_keep_case(domain: &str) -> Vec<u8> {
     out
 }
 
+#[cfg(any(test, feature = "fuzz"))]
+pub mod differential;
+#[cfg(any(test, feature = "fuzz"))]
 pub mod invariants;
 #[cfg(test)]
 mod tests;
