@@ -606,6 +606,11 @@ pub fn question_end(msg: &[u8]) -> Option<usize> {
     Some(skip_name(msg, HEADER_LEN)? + 4).filter(|&end| end <= msg.len())
 }
 
+/// Whether a message's header has the TC bit.
+pub fn is_truncated(msg: &[u8]) -> bool {
+    u16_at(msg, 2).is_some_and(|flags| flags & TC != 0)
+}
+
 /// Reads the TTL at `at`.
 pub fn ttl_at(msg: &[u8], at: usize) -> u32 {
     u32_at(msg, at).unwrap_or(0)
