@@ -10,10 +10,6 @@ use crate::prefix::Prefixes;
 use crate::upstream::Transport;
 use crate::wire::{Rcode, Request, MAX_MESSAGE};
 
-/// Class CHAOS.
-pub const CLASS_CH: u16 = 3;
-/// Type TXT.
-pub const TYPE_TXT: u16 = 16;
 /// The status name, in wire format.
 pub const STATUS_NAME: &[u8] = b"\x06status\x06oqsdns\x00";
 /// The status name.
@@ -54,8 +50,8 @@ pub fn status_lines(runtime: &Runtime, prefixes: &Prefixes) -> Vec<String> {
 
 /// Whether `request` asks for the daemon's status.
 pub fn is_status(request: &Request<'_>) -> bool {
-    request.qclass == CLASS_CH
-        && request.qtype == TYPE_TXT
+    request.qclass == u16::from(DNSClass::CH)
+        && request.qtype == u16::from(RecordType::TXT)
         && request.qname().eq_ignore_ascii_case(STATUS_NAME)
 }
 
