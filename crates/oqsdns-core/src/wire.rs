@@ -501,39 +501,6 @@ pub fn check_reply(reply: &[u8], id: u16, question: &[u8]) -> Result<ReplyInfo, 
     })
 }
 
-/// Lower-cases a wire-format name into `buf`; returns its length.
-pub fn lowercase_name(name: &[u8], buf: &mut [u8; 255]) -> usize {
-    let n = name.len().min(255);
-    for (dst, src) in buf.iter_mut().zip(&name[..n]) {
-        *dst = src.to_ascii_lowercase();
-    }
-    n
-}
-
-/// A wire-format name in presentation format, for logs.
-pub fn display_name(name: &[u8]) -> String {
-    let mut out = String::new();
-    let mut at = 0;
-    while let Some(&len) = name.get(at) {
-        if len == 0 || len > 63 {
-            break;
-        }
-        let label = name.get(at + 1..at + 1 + len as usize).unwrap_or_default();
-        out.push_str(&String::from_utf8_lossy(label));
-        out.push('.');
-        at += len as usize + 1;
-    }
-    if out.is_empty() {
-        out.push('.');
-    }
-    out
-}
-
-/// Converts a presentation-format domain to wire format (lower case, with the root label).
-pub fn name_to_wire(domain: &str) -> Vec<u8> {
-    name_to_wire_keep_case(&domain.to_ascii_lowercase())
-}
-
 /// A recursive query with a fresh EDNS record, for probes and `oqsdns check`.
 pub fn build_query(id: u16, qname: &[u8], qtype: u16) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + qname.len() + 4 + OPT_LEN);
@@ -550,103 +517,13 @@ pub fn build_query(id: u16, qname: &[u8], qtype: u16) -> Vec<u8> {
     out
 }
 
-/// A section of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Section {
-    /// Answers.
-    Answer,
-    /// Authority records.
-    Authority,
-    /// Additional records.
-    Additional,
-}
+mod names;
+mod records;
 
-/// Where one record sits in a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordAt {
-    /// Its section.
-    pub section: Section,
-    /// Its type.
-    pub rtype: u16,
-    /// Offset of its TTL field.
-    pub ttl_at: usize,
-    /// Offset of its data.
-    pub data_at: usize,
-    /// Offset just past it.
-    pub end: usize,
-}
-
-/// Every record of a message after the question; `None` if they do not parse.
-pub fn records(msg: &[u8]) -> Option<Vec<RecordAt>> {
-    let question_end = skip_name(msg, HEADER_LEN)? + 4;
-    let [_, an, ns, ar] = counts(msg);
-    let mut out = Vec::with_capacity(an + ns + ar);
-    let mut at = question_end;
-    for (section, count) in [
-        (Section::Answer, an),
-        (Section::Authority, ns),
-        (Section::Additional, ar),
-    ] {
-        at = walk_records(msg, at, count, |rec| {
-            out.push(RecordAt {
-                section,
-                rtype: u16_at(msg, rec.rtype_at)?,
-                ttl_at: rec.rtype_at + 4,
-                data_at: rec.rtype_at + 10,
-                end: rec.end,
-            });
-            Some(())
-        })?;
-    }
-    Some(out)
-}
-
-/// The offset just past a message's (single) question.
-pub fn question_end(msg: &[u8]) -> Option<usize> {
-    Some(skip_name(msg, HEADER_LEN)? + 4).filter(|&end| end <= msg.len())
-}
-
-/// Whether a message's header has the TC bit.
-pub fn is_truncated(msg: &[u8]) -> bool {
-    u16_at(msg, 2).is_some_and(|flags| flags & TC != 0)
-}
-
-/// Reads the TTL at `at`.
-pub fn ttl_at(msg: &[u8], at: usize) -> u32 {
-    u32_at(msg, at).unwrap_or(0)
-}
-
-/// The response code in a message's header (low four bits).
-pub fn rcode_of(msg: &[u8]) -> u8 {
-    msg.get(3).map_or(0, |b| b & 0xF)
-}
-
-/// The type and data of every record in a reply's answer section; `None` if it does not parse.
-pub fn answer_records(reply: &[u8]) -> Option<Vec<(u16, &[u8])>> {
-    let question_end = skip_name(reply, HEADER_LEN)? + 4;
-    let mut records = Vec::new();
-    walk_records(reply, question_end, counts(reply)[1], |rec| {
-        let rtype = u16_at(reply, rec.rtype_at)?;
-        records.push((rtype, &reply[rec.rtype_at + 10..rec.end]));
-        Some(())
-    })?;
-    Some(records)
-}
-
-/// Converts a presentation-format domain to wire format, keeping its case (for tests and probes).
-pub fn name_to_wire_keep_case(domain: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(domain.len() + 2);
-    for label in domain
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
-}
+pub use names::{display_name, lowercase_name, name_to_wire, name_to_wire_keep_case};
+pub use records::{
+    answer_records, is_truncated, question_end, rcode_of, records, ttl_at, RecordAt, Section,
+};
 
 #[cfg(any(test, feature = "fuzz"))]
 pub mod differential;
