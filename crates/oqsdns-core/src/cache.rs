@@ -8,6 +8,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashTable;
+use hickory_proto::rr::RecordType;
 use std::time::{Duration, Instant};
 
 use crate::wire::{self, Rcode, Request, Section};
@@ -16,7 +17,6 @@ use crate::wire::{self, Rcode, Request, Section};
 pub const STALE_TTL: u32 = 30;
 const SHARDS: usize = 16;
 const EVICTION_SAMPLE: usize = 8;
-const TYPE_SOA: u16 = 6;
 
 /// The cache key: lower-case wire name, type, class, and the DO and CD bits.
 pub type Key = Box<[u8]>;
@@ -285,8 +285,8 @@ impl Cache {
     /// How long a reply may be served fresh, or `None` if it must not be cached.
     fn lifetime(&self, reply: &[u8], records: &[wire::RecordAt]) -> Option<u32> {
         let rcode = wire::rcode_of(reply);
-        if reply.get(2).is_some_and(|f| f & 0x02 != 0) {
-            return None; // truncated
+        if wire::is_truncated(reply) {
+            return None;
         }
         let answers: Vec<_> = records
             .iter()
@@ -299,9 +299,9 @@ impl Cache {
                 .min()?
         } else if rcode == Rcode::NoError as u8 || rcode == Rcode::NxDomain as u8 {
             // RFC 2308: a negative answer lives for the SOA's TTL or its MINIMUM, the smaller.
-            let soa = records
-                .iter()
-                .find(|r| r.section == Section::Authority && r.rtype == TYPE_SOA)?;
+            let soa = records.iter().find(|r| {
+                r.section == Section::Authority && r.rtype == u16::from(RecordType::SOA)
+            })?;
             let minimum = wire::ttl_at(reply, soa.end.checked_sub(4)?);
             wire::ttl_at(reply, soa.ttl_at).min(minimum)
         } else {

@@ -10,9 +10,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clients::{Clients, TableAnswer, DEFAULT_SLOTS as CLIENT_SLOTS};
 use crate::forward::{Runtime, Shared};
-use crate::local;
 use crate::prefix::PrefixWatch;
 use crate::ratelimit::{RateLimiter, DEFAULT_SLOTS};
+use crate::status_txt;
 use crate::upstream::Transport;
 use crate::wire::{Rcode, Rejected, Request};
 use oqsdns_config::Config;
@@ -132,9 +132,9 @@ impl Handler {
             Err(Rejected::Reply(reply)) => return Step::Done(Some(reply)),
             Err(Rejected::Drop) => return Step::Done(None),
         };
-        if local::is_status(&request) {
-            let lines = local::status_lines(&runtime, &self.prefixes.get());
-            let answer = local::txt_answer(&request, &lines, runtime.udp_payload());
+        if status_txt::is_status(&request) {
+            let prefixes = self.prefixes.get();
+            let answer = status_txt::answer(&request, &runtime, &prefixes, transport);
             return Step::Done(Some(answer));
         }
         let answer = runtime.resolve_now(&request, transport, &self.shared, now);

@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod cache;
 pub mod clients;
+pub mod compose;
 pub mod forward;
 pub mod handler;
 pub mod health;
@@ -18,6 +19,7 @@ pub mod rebind;
 pub mod router;
 pub mod server;
 pub mod state;
+pub mod status_txt;
 pub mod system;
 pub mod throttle;
 pub mod upstream;

@@ -1,90 +1,14 @@
-//! Answers the daemon gives itself. `status.oqsdns. CH TXT` tells an allowed client (such as
-//! `oqsdns check`) the daemon's own view: area, upstream health and the IPv6 prefix watch.
+//! Answers the daemon gives itself: `localhost`, PTR for its own addresses, the RFC 6303
+//! reverse zones and a minimal answer to ANY (RFC 8482), composed with hickory-proto.
 
-use crate::forward::Runtime;
-use crate::prefix::Prefixes;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hickory_proto::rr::rdata::{A, AAAA, HINFO, PTR, SOA};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+
+use crate::compose::{self, Records};
 use crate::wire::{self, Rcode, Request};
 
-/// Class CHAOS.
-pub const CLASS_CH: u16 = 3;
-/// Type TXT.
-pub const TYPE_TXT: u16 = 16;
-/// The status name, in wire format.
-pub const STATUS_NAME: &[u8] = b"\x06status\x06oqsdns\x00";
-
-/// The status lines: `area=…`, `prefix-known=…`, `prefix-now=…`, `prefix-changed=yes|no`,
-/// `state-file=…` (where `oqsdns check --confirm-reauth` writes), and one
-/// `server=ROUTE ADDR udp=STATE tcp=STATE use=udp|tcp|last` per upstream.
-pub fn status_lines(runtime: &Runtime, prefixes: &Prefixes) -> Vec<String> {
-    let join = |p: &[ipnet::Ipv6Net]| {
-        p.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let mut lines = vec![
-        format!("area={}", runtime.area()),
-        format!("prefix-known={}", join(&prefixes.known)),
-        format!("prefix-now={}", join(&prefixes.now)),
-        format!(
-            "prefix-changed={}",
-            if prefixes.changed() { "yes" } else { "no" }
-        ),
-    ];
-    if let Some(path) = &prefixes.state_file {
-        lines.push(format!("state-file={}", path.display()));
-    }
-    for group in runtime.groups() {
-        for server in &group.servers {
-            lines.push(format!(
-                "server={} {} udp={} tcp={} use={}",
-                group.name,
-                server.addr,
-                server.udp.state().as_str(),
-                server.tcp.state().as_str(),
-                server.plan().as_str()
-            ));
-        }
-    }
-    lines
-}
-
-/// Whether `request` asks for the daemon's status.
-pub fn is_status(request: &Request<'_>) -> bool {
-    request.qclass == CLASS_CH
-        && request.qtype == TYPE_TXT
-        && request.qname().eq_ignore_ascii_case(STATUS_NAME)
-}
-
-/// A TXT answer to `request` holding `lines`, one string per record.
-pub fn txt_answer(request: &Request<'_>, lines: &[String], payload: u16) -> Vec<u8> {
-    let mut out = request.reply(Rcode::NoError, 0x0400, payload); // AA
-    let opt = request.edns.map(|_| out.split_off(out.len() - 11));
-    let mut count = 0u16;
-    for line in lines {
-        let text = &line.as_bytes()[..line.len().min(255)];
-        out.extend_from_slice(&[0xC0, wire::HEADER_LEN as u8]);
-        out.extend_from_slice(&TYPE_TXT.to_be_bytes());
-        out.extend_from_slice(&request.qclass.to_be_bytes());
-        out.extend_from_slice(&0u32.to_be_bytes());
-        out.extend_from_slice(&(text.len() as u16 + 1).to_be_bytes());
-        out.push(text.len() as u8);
-        out.extend_from_slice(text);
-        count += 1;
-    }
-    out[6..8].copy_from_slice(&count.to_be_bytes());
-    if let Some(opt) = opt {
-        out.extend_from_slice(&opt);
-    }
-    out
-}
-
-/// Type PTR.
-const TYPE_PTR: u16 = 12;
-/// Type HINFO.
-const TYPE_HINFO: u16 = 13;
-/// Type ANY.
-pub const TYPE_ANY: u16 = 255;
 /// How long a local answer may be cached by clients.
 const LOCAL_TTL: u32 = 3600;
 
@@ -129,7 +53,7 @@ const RFC6303_ZONES: &[&str] = &[
 #[derive(Debug)]
 pub struct Own {
     host: String,
-    addresses: arc_swap::ArcSwap<Vec<std::net::IpAddr>>,
+    addresses: arc_swap::ArcSwap<Vec<IpAddr>>,
     reread: crate::throttle::Throttle,
 }
 
@@ -150,7 +74,7 @@ impl Default for Own {
 
 impl Own {
     /// Whether `ip` is one of this host's addresses (re-read at most every five seconds).
-    fn is_own(&self, ip: std::net::IpAddr) -> bool {
+    fn is_own(&self, ip: IpAddr) -> bool {
         if self.addresses.load().contains(&ip) {
             return true;
         }
@@ -163,7 +87,7 @@ impl Own {
 }
 
 /// The address a reverse name stands for, if it names a whole address.
-fn reverse_address(name: &str) -> Option<std::net::IpAddr> {
+fn reverse_address(name: &str) -> Option<IpAddr> {
     if let Some(v4) = name.strip_suffix(".in-addr.arpa.") {
         let mut octets: Vec<u8> = v4
             .split('.')
@@ -173,7 +97,7 @@ fn reverse_address(name: &str) -> Option<std::net::IpAddr> {
             return None;
         }
         octets.reverse();
-        return Some(std::net::Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]).into());
+        return Some(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]).into());
     }
     let v6 = name.strip_suffix(".ip6.arpa.")?;
     let nibbles: Vec<u8> = v6
@@ -187,114 +111,108 @@ fn reverse_address(name: &str) -> Option<std::net::IpAddr> {
     for (i, pair) in nibbles.rchunks(2).enumerate() {
         bytes[i] = pair[1] << 4 | pair[0];
     }
-    Some(std::net::Ipv6Addr::from(bytes).into())
+    Some(Ipv6Addr::from(bytes).into())
 }
 
-/// A reply of our own with AA set and `records` (each: type and data) owned by the question's
-/// name, and `authority` (owner wire name, type, data) records.
-fn authoritative(
-    request: &Request<'_>,
-    rcode: Rcode,
-    records: &[(u16, Vec<u8>)],
-    soa_zone: Option<&[u8]>,
-    payload: u16,
-) -> Vec<u8> {
-    let mut out = request.reply(rcode, 0x0400, payload);
-    let opt = request.edns.map(|_| out.split_off(out.len() - 11));
-    for (rtype, data) in records {
-        out.extend_from_slice(&[0xC0, wire::HEADER_LEN as u8]);
-        push_record_tail(&mut out, *rtype, request.qclass, data);
-    }
-    out[6..8].copy_from_slice(&(records.len() as u16).to_be_bytes());
-    if let Some(zone) = soa_zone {
-        out.extend_from_slice(zone);
-        let mut soa = b"\x09localhost\x00\x06nobody\x07invalid\x00".to_vec();
-        for v in [1u32, 3600, 1200, 604_800, 10_800] {
-            soa.extend_from_slice(&v.to_be_bytes());
-        }
-        push_record_tail(&mut out, 6, 1, &soa);
-        out[8..10].copy_from_slice(&1u16.to_be_bytes());
-    }
-    if let Some(opt) = opt {
-        out.extend_from_slice(&opt);
-    }
-    out
+/// What to answer for a name the daemon answers itself.
+#[derive(Debug)]
+enum Local {
+    /// NOERROR with these records owned by the question's name (none: NODATA).
+    Records(Vec<RData>),
+    /// The name is under this RFC 6303 zone, or (`apex`) the zone itself: NXDOMAIN below the
+    /// apex, NODATA at it, with the zone's SOA for negative caching.
+    Zone {
+        /// The zone.
+        zone: &'static str,
+        /// The question names the zone itself.
+        apex: bool,
+    },
 }
 
-fn push_record_tail(out: &mut Vec<u8>, rtype: u16, class: u16, data: &[u8]) {
-    out.extend_from_slice(&rtype.to_be_bytes());
-    out.extend_from_slice(&class.to_be_bytes());
-    out.extend_from_slice(&LOCAL_TTL.to_be_bytes());
-    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
-    out.extend_from_slice(data);
+/// The SOA of a locally served zone (RFC 6303 §3).
+fn zone_soa() -> Option<RData> {
+    let mname = Name::from_ascii("localhost.").ok()?;
+    let rname = Name::from_ascii("nobody.invalid.").ok()?;
+    Some(RData::SOA(SOA::new(
+        mname, rname, 1, 3600, 1200, 604_800, 10_800,
+    )))
 }
 
 /// The answer the daemon gives itself, if any: `localhost`, PTR for its own addresses, the
 /// RFC 6303 reverse zones, and a minimal answer to ANY (RFC 8482). The caller skips this for
-/// names a route covers.
+/// names a route covers. A local answer is at most a few hundred bytes, so it always fits the
+/// 512 bytes any client takes.
 pub fn answer(request: &Request<'_>, own: &Own, payload: u16) -> Option<Vec<u8>> {
-    if request.qclass != 1 {
+    if request.qclass != u16::from(DNSClass::IN) {
         return None;
     }
+    let qtype = RecordType::from(request.qtype);
     let mut buf = [0u8; 255];
     let n = wire::lowercase_name(request.qname(), &mut buf);
     // Every name answered here but ANY ends in `localhost.` or `arpa.`: the others (nearly every
     // query) leave before any string is built.
-    if request.qtype != TYPE_ANY && !matches!(last_label(&buf[..n]), b"localhost" | b"arpa") {
+    if qtype != RecordType::ANY && !matches!(last_label(&buf[..n]), b"localhost" | b"arpa") {
         return None;
     }
-    let name = wire::display_name(&buf[..n]);
+    let local = what_to_answer(&wire::display_name(&buf[..n]), qtype, own)?;
+    let owner = compose::qname(request)?;
+    let (rcode, records) = match local {
+        Local::Records(data) => {
+            let answers = data
+                .into_iter()
+                .map(|d| compose::record(&owner, DNSClass::IN, LOCAL_TTL, d))
+                .collect();
+            let records = Records {
+                answers,
+                authorities: Vec::new(),
+            };
+            (Rcode::NoError, records)
+        }
+        Local::Zone { zone, apex } => {
+            let rcode = if apex {
+                Rcode::NoError
+            } else {
+                Rcode::NxDomain
+            };
+            let zone = Name::from_ascii(zone).ok()?;
+            let soa = compose::record(&zone, DNSClass::IN, LOCAL_TTL, zone_soa()?);
+            let records = Records {
+                answers: Vec::new(),
+                authorities: vec![soa],
+            };
+            (rcode, records)
+        }
+    };
+    compose::authoritative(request, rcode, records, request.udp_limit(payload), payload)
+}
+
+/// What to answer for `name` (lower case, presentation format) and `qtype`, if the daemon
+/// answers it itself.
+fn what_to_answer(name: &str, qtype: RecordType, own: &Own) -> Option<Local> {
     if name == "localhost." || name.ends_with(".localhost.") {
-        let records = match request.qtype {
-            1 => vec![(1, vec![127, 0, 0, 1])],
-            28 => vec![(28, std::net::Ipv6Addr::LOCALHOST.octets().to_vec())],
+        let data = match qtype {
+            RecordType::A => vec![RData::A(A(Ipv4Addr::LOCALHOST))],
+            RecordType::AAAA => vec![RData::AAAA(AAAA(Ipv6Addr::LOCALHOST))],
             _ => Vec::new(),
         };
-        return Some(authoritative(
-            request,
-            Rcode::NoError,
-            &records,
-            None,
-            payload,
-        ));
+        return Some(Local::Records(data));
     }
-    if request.qtype == TYPE_PTR && reverse_address(&name).is_some_and(|ip| own.is_own(ip)) {
-        let ptr = wire::name_to_wire(&own.host);
-        let records = [(TYPE_PTR, ptr)];
-        return Some(authoritative(
-            request,
-            Rcode::NoError,
-            &records,
-            None,
-            payload,
-        ));
+    if qtype == RecordType::PTR && reverse_address(name).is_some_and(|ip| own.is_own(ip)) {
+        let host = Name::from_ascii(format!("{}.", own.host.to_ascii_lowercase())).ok()?;
+        return Some(Local::Records(vec![RData::PTR(PTR(host))]));
     }
     if let Some(zone) = RFC6303_ZONES
         .iter()
         .find(|z| name == **z || name.ends_with(&format!(".{z}")))
     {
-        let rcode = if name == *zone {
-            Rcode::NoError
-        } else {
-            Rcode::NxDomain
-        };
-        return Some(authoritative(
-            request,
-            rcode,
-            &[],
-            Some(&wire::name_to_wire(zone)),
-            payload,
-        ));
+        return Some(Local::Zone {
+            zone,
+            apex: name == *zone,
+        });
     }
-    if request.qtype == TYPE_ANY {
-        let hinfo = b"\x07RFC8482\x00".to_vec();
-        return Some(authoritative(
-            request,
-            Rcode::NoError,
-            &[(TYPE_HINFO, hinfo)],
-            None,
-            payload,
-        ));
+    if qtype == RecordType::ANY {
+        let hinfo = HINFO::new("RFC8482".to_string(), String::new());
+        return Some(Local::Records(vec![RData::HINFO(hinfo)]));
     }
     None
 }

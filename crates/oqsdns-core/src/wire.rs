@@ -17,14 +17,38 @@ pub const UPSTREAM_PAYLOAD: u16 = 1232;
 /// Resource record type OPT (RFC 6891).
 pub const TYPE_OPT: u16 = 41;
 
+/// Length of the OPT record the daemon writes (root owner, no options).
+const OPT_LEN: usize = 11;
+
 const QR: u16 = 0x8000;
+const OPCODE: u16 = 0x7800;
 const AA: u16 = 0x0400;
 const TC: u16 = 0x0200;
 const RD: u16 = 0x0100;
 const RA: u16 = 0x0080;
 const AD: u16 = 0x0020;
 const CD: u16 = 0x0010;
+const RCODE: u16 = 0x000F;
 const DO: u32 = 0x8000;
+
+/// A message header: the ID, the flags and the four section counts (RFC 1035 §4.1.1).
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    id: u16,
+    flags: u16,
+    /// Questions, answers, authority and additional records.
+    counts: [u16; 4],
+}
+
+impl Header {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.to_be_bytes());
+        out.extend_from_slice(&self.flags.to_be_bytes());
+        for count in self.counts {
+            out.extend_from_slice(&count.to_be_bytes());
+        }
+    }
+}
 
 /// Response codes the daemon sets itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,15 +233,17 @@ fn find_opt(buf: &[u8], question_end: usize) -> Result<Option<RecordSpan>, ()> {
     Ok(opt)
 }
 
-/// A reply with only a header: for queries whose question cannot be used.
+/// A reply with only a header: for queries whose question cannot be used. The opcode, RD and CD
+/// are the query's (RFC 1035 §4.1.1, RFC 4035 §3.1.6).
 fn header_reply(query: &[u8], rcode: Rcode) -> Vec<u8> {
-    let id = u16_at(query, 0).unwrap_or(0);
     let flags = u16_at(query, 2).unwrap_or(0);
-    let flags = QR | (flags & (0x7800 | RD)) | RA | rcode as u16;
+    let header = Header {
+        id: u16_at(query, 0).unwrap_or(0),
+        flags: QR | (flags & (OPCODE | RD | CD)) | RA | rcode as u16,
+        counts: [0; 4],
+    };
     let mut out = Vec::with_capacity(HEADER_LEN);
-    out.extend_from_slice(&id.to_be_bytes());
-    out.extend_from_slice(&flags.to_be_bytes());
-    out.extend_from_slice(&[0; 8]);
+    header.write(&mut out);
     out
 }
 
@@ -302,83 +328,125 @@ impl<'a> Request<'a> {
     /// as the client set them, EDNS with our buffer size and the client's DO bit.
     pub fn upstream_query(&self, id: u16) -> Vec<u8> {
         let question = self.question();
-        let mut out = Vec::with_capacity(HEADER_LEN + question.len() + 11);
-        out.extend_from_slice(&id.to_be_bytes());
-        out.extend_from_slice(&(self.flags & (RD | AD | CD)).to_be_bytes());
-        out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
+        let mut out = Vec::with_capacity(HEADER_LEN + question.len() + OPT_LEN);
+        let header = Header {
+            id,
+            flags: self.flags & (RD | AD | CD),
+            counts: [1, 0, 0, 1],
+        };
+        header.write(&mut out);
         out.extend_from_slice(question);
         push_opt(&mut out, UPSTREAM_PAYLOAD, 0, self.dnssec_ok());
         out
     }
 
+    /// Whether the client set the recursion-desired bit.
+    pub fn recursion_desired(&self) -> bool {
+        self.flags & RD != 0
+    }
+
+    /// The header bits every answer to this client takes from its query: the opcode, RD (RFC 1035
+    /// §4.1.1) and CD (RFC 4035 §3.2.2); with QR and RA set.
+    fn answer_flags(&self) -> u16 {
+        QR | RA | (self.flags & (OPCODE | RD | CD))
+    }
+
     /// A reply of our own with the question and no records: errors, and truncated answers.
-    /// `extra_flags` adds header bits (TC, AA, AD) to QR, RD and RA.
+    /// `extra_flags` adds header bits (TC, AA, AD) to QR, RD, CD and RA.
     pub fn reply(&self, rcode: Rcode, extra_flags: u16, payload: u16) -> Vec<u8> {
+        let rcode = rcode as u16;
+        self.question_only(extra_flags | (rcode & RCODE), (rcode >> 4) as u8, payload)
+    }
+
+    /// The header (with `flags` added to [`answer_flags`](Self::answer_flags)), the question as
+    /// the client wrote it, and our OPT record with `ext_rcode` when the client sent one.
+    fn question_only(&self, flags: u16, ext_rcode: u8, payload: u16) -> Vec<u8> {
         let question = self.question();
-        let mut out = Vec::with_capacity(HEADER_LEN + question.len() + 11);
-        let flags = QR | (self.flags & RD) | RA | extra_flags | (rcode as u16 & 0xF);
-        out.extend_from_slice(&self.id.to_be_bytes());
-        out.extend_from_slice(&flags.to_be_bytes());
-        let arcount = u16::from(self.edns.is_some());
-        out.extend_from_slice(&[0, 1, 0, 0, 0, 0]);
-        out.extend_from_slice(&arcount.to_be_bytes());
+        let mut out = Vec::with_capacity(HEADER_LEN + question.len() + OPT_LEN);
+        let header = Header {
+            id: self.id,
+            flags: self.answer_flags() | flags,
+            counts: [1, 0, 0, u16::from(self.edns.is_some())],
+        };
+        header.write(&mut out);
         out.extend_from_slice(question);
         if self.edns.is_some() {
-            push_opt(&mut out, payload, (rcode as u16 >> 4) as u8, false);
+            push_opt(&mut out, payload, ext_rcode, self.dnssec_ok());
         }
         out
     }
 
-    /// Turns an upstream reply (already accepted by [`check_reply`]) into the client's answer:
-    /// the client's ID and question casing, RA set, the OPT record rewritten for this client, and
-    /// truncated with TC when it exceeds `limit`. `None` if the reply's records do not parse.
+    /// Turns an upstream (or cached) reply into the client's answer: the client's ID, opcode, RD
+    /// and CD bits and question casing, RA set, AD only for a client that asked for DNSSEC (RFC
+    /// 6840 §5.8), the OPT record rewritten for this client, and truncated with TC when it exceeds
+    /// `limit`. The reply's sections pass through as they are.
+    ///
+    /// `None` if `reply` is not a response to this question or its records do not parse: nothing
+    /// here trusts that the caller checked it.
     pub fn answer_from(&self, reply: &[u8], limit: usize, payload: u16) -> Option<Vec<u8>> {
         let question_end = self.question_end;
+        let reply_flags = u16_at(reply, 2).filter(|f| f & QR != 0)?;
+        let [questions, answers, authority, additional] = counts(reply);
+        let theirs = reply.get(HEADER_LEN..question_end)?;
+        if questions != 1 || !same_question(theirs, self.question()) {
+            return None;
+        }
         let opt = find_opt(reply, question_end).ok()?;
-        let reply_flags = u16_at(reply, 2)?;
-        let mut out = Vec::with_capacity(reply.len().min(limit) + 11);
-        out.extend_from_slice(&self.id.to_be_bytes());
-        out.extend_from_slice(&(reply_flags | RA).to_be_bytes());
-        out.extend_from_slice(&reply[4..HEADER_LEN]);
-        out.extend_from_slice(self.question());
-        let ext_rcode = match opt {
-            None => {
-                out.extend_from_slice(&reply[question_end..]);
-                0
-            }
-            Some(rec) => {
-                // Drop the upstream's OPT (its size and options are for us, not the client); any
-                // record after it moves up unchanged.
-                out.extend_from_slice(&reply[question_end..rec.start]);
-                out.extend_from_slice(&reply[rec.end..]);
-                let arcount = u16_at(reply, 10)? - 1;
-                out[10..12].copy_from_slice(&arcount.to_be_bytes());
-                edns_of(reply, rec).ext_rcode
-            }
+        let (records, after_opt, ext_rcode) = match opt {
+            // The upstream's OPT goes (its size and options are for us, not the client); any
+            // record after it moves up unchanged.
+            Some(rec) => (
+                &reply[question_end..rec.start],
+                &reply[rec.end..],
+                edns_of(reply, rec).ext_rcode,
+            ),
+            None => (&reply[question_end..], &[][..], 0),
         };
-        if self.edns.is_some() {
-            let dnssec_ok = opt.is_some_and(|rec| edns_of(reply, rec).dnssec_ok);
-            push_opt(&mut out, payload, ext_rcode, dnssec_ok);
-            bump_arcount(&mut out);
-        } else if ext_rcode != 0 {
+        if self.edns.is_none() && ext_rcode != 0 {
             // An extended rcode cannot be told to a client without EDNS.
             return Some(self.reply(Rcode::ServFail, 0, payload));
         }
-        if out.len() > limit {
-            let keep = reply_flags & (AA | AD | 0xF);
-            let mut short = self.reply(Rcode::NoError, TC | keep, payload);
-            if let Some(last) = short.len().checked_sub(11).filter(|_| self.edns.is_some()) {
-                short[last + 5] = ext_rcode; // keep the extended rcode in our OPT
-            }
-            return Some(short);
+        let mut kept = reply_flags & (AA | AD | RCODE);
+        if !self.dnssec_ok() && self.flags & AD == 0 {
+            kept &= !AD;
+        }
+        let opt_len = if self.edns.is_some() { OPT_LEN } else { 0 };
+        let len = question_end + records.len() + after_opt.len() + opt_len;
+        if len > limit {
+            return Some(self.question_only(TC | kept, ext_rcode, payload));
+        }
+        let additional = additional - usize::from(opt.is_some()) + usize::from(opt_len > 0);
+        let header = Header {
+            id: self.id,
+            flags: self.answer_flags() | kept | (reply_flags & TC),
+            counts: [
+                1,
+                answers as u16,
+                authority as u16,
+                u16::try_from(additional).ok()?,
+            ],
+        };
+        let mut out = Vec::with_capacity(len);
+        header.write(&mut out);
+        out.extend_from_slice(self.question());
+        out.extend_from_slice(records);
+        out.extend_from_slice(after_opt);
+        if self.edns.is_some() {
+            push_opt(&mut out, payload, ext_rcode, self.dnssec_ok());
         }
         Some(out)
     }
 }
 
-fn bump_arcount(out: &mut [u8]) {
-    let n = u16::from_be_bytes([out[10], out[11]]) + 1;
-    out[10..12].copy_from_slice(&n.to_be_bytes());
+/// Whether two questions in wire format are the same: the name without regard to ASCII case (label
+/// lengths are below 64 and so unaffected by case folding), the type and class exactly.
+fn same_question(theirs: &[u8], ours: &[u8]) -> bool {
+    let Some(tail) = ours.len().checked_sub(4) else {
+        return false;
+    };
+    theirs.len() == ours.len()
+        && theirs[..tail].eq_ignore_ascii_case(&ours[..tail])
+        && theirs[tail..] == ours[tail..]
 }
 
 fn push_opt(out: &mut Vec<u8>, payload: u16, ext_rcode: u8, dnssec_ok: bool) {
@@ -423,11 +491,7 @@ pub fn check_reply(reply: &[u8], id: u16, question: &[u8]) -> Result<ReplyInfo, 
         return Err(Mismatch::Id);
     }
     let theirs = reply.get(HEADER_LEN..HEADER_LEN + question.len());
-    let same = counts(reply)[0] == 1 && theirs.is_some_and(|q| q.eq_ignore_ascii_case(question));
-    // Label lengths are below 64 and so unaffected by ASCII case folding; the type and class bytes
-    // could be, so compare those exactly.
-    let tail = question.len() - 4;
-    if !same || reply[HEADER_LEN + tail..HEADER_LEN + question.len()] != question[tail..] {
+    if counts(reply)[0] != 1 || !theirs.is_some_and(|q| same_question(q, question)) {
         return Err(Mismatch::Question);
     }
     let flags = u16_at(reply, 2).unwrap_or(0);
@@ -437,45 +501,15 @@ pub fn check_reply(reply: &[u8], id: u16, question: &[u8]) -> Result<ReplyInfo, 
     })
 }
 
-/// Lower-cases a wire-format name into `buf`; returns its length.
-pub fn lowercase_name(name: &[u8], buf: &mut [u8; 255]) -> usize {
-    let n = name.len().min(255);
-    for (dst, src) in buf.iter_mut().zip(&name[..n]) {
-        *dst = src.to_ascii_lowercase();
-    }
-    n
-}
-
-/// A wire-format name in presentation format, for logs.
-pub fn display_name(name: &[u8]) -> String {
-    let mut out = String::new();
-    let mut at = 0;
-    while let Some(&len) = name.get(at) {
-        if len == 0 || len > 63 {
-            break;
-        }
-        let label = name.get(at + 1..at + 1 + len as usize).unwrap_or_default();
-        out.push_str(&String::from_utf8_lossy(label));
-        out.push('.');
-        at += len as usize + 1;
-    }
-    if out.is_empty() {
-        out.push('.');
-    }
-    out
-}
-
-/// Converts a presentation-format domain to wire format (lower case, with the root label).
-pub fn name_to_wire(domain: &str) -> Vec<u8> {
-    name_to_wire_keep_case(&domain.to_ascii_lowercase())
-}
-
 /// A recursive query with a fresh EDNS record, for probes and `oqsdns check`.
 pub fn build_query(id: u16, qname: &[u8], qtype: u16) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + qname.len() + 15);
-    out.extend_from_slice(&id.to_be_bytes());
-    out.extend_from_slice(&RD.to_be_bytes());
-    out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
+    let mut out = Vec::with_capacity(HEADER_LEN + qname.len() + 4 + OPT_LEN);
+    let header = Header {
+        id,
+        flags: RD,
+        counts: [1, 0, 0, 1],
+    };
+    header.write(&mut out);
     out.extend_from_slice(qname);
     out.extend_from_slice(&qtype.to_be_bytes());
     out.extend_from_slice(&1u16.to_be_bytes());
@@ -483,99 +517,17 @@ pub fn build_query(id: u16, qname: &[u8], qtype: u16) -> Vec<u8> {
     out
 }
 
-/// A section of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Section {
-    /// Answers.
-    Answer,
-    /// Authority records.
-    Authority,
-    /// Additional records.
-    Additional,
-}
+mod names;
+mod records;
 
-/// Where one record sits in a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordAt {
-    /// Its section.
-    pub section: Section,
-    /// Its type.
-    pub rtype: u16,
-    /// Offset of its TTL field.
-    pub ttl_at: usize,
-    /// Offset of its data.
-    pub data_at: usize,
-    /// Offset just past it.
-    pub end: usize,
-}
+pub use names::{display_name, lowercase_name, name_to_wire, name_to_wire_keep_case};
+pub use records::{
+    answer_records, is_truncated, question_end, rcode_of, records, ttl_at, RecordAt, Section,
+};
 
-/// Every record of a message after the question; `None` if they do not parse.
-pub fn records(msg: &[u8]) -> Option<Vec<RecordAt>> {
-    let question_end = skip_name(msg, HEADER_LEN)? + 4;
-    let [_, an, ns, ar] = counts(msg);
-    let mut out = Vec::with_capacity(an + ns + ar);
-    let mut at = question_end;
-    for (section, count) in [
-        (Section::Answer, an),
-        (Section::Authority, ns),
-        (Section::Additional, ar),
-    ] {
-        at = walk_records(msg, at, count, |rec| {
-            out.push(RecordAt {
-                section,
-                rtype: u16_at(msg, rec.rtype_at)?,
-                ttl_at: rec.rtype_at + 4,
-                data_at: rec.rtype_at + 10,
-                end: rec.end,
-            });
-            Some(())
-        })?;
-    }
-    Some(out)
-}
-
-/// The offset just past a message's (single) question.
-pub fn question_end(msg: &[u8]) -> Option<usize> {
-    Some(skip_name(msg, HEADER_LEN)? + 4).filter(|&end| end <= msg.len())
-}
-
-/// Reads the TTL at `at`.
-pub fn ttl_at(msg: &[u8], at: usize) -> u32 {
-    u32_at(msg, at).unwrap_or(0)
-}
-
-/// The response code in a message's header (low four bits).
-pub fn rcode_of(msg: &[u8]) -> u8 {
-    msg.get(3).map_or(0, |b| b & 0xF)
-}
-
-/// The type and data of every record in a reply's answer section; `None` if it does not parse.
-pub fn answer_records(reply: &[u8]) -> Option<Vec<(u16, &[u8])>> {
-    let question_end = skip_name(reply, HEADER_LEN)? + 4;
-    let mut records = Vec::new();
-    walk_records(reply, question_end, counts(reply)[1], |rec| {
-        let rtype = u16_at(reply, rec.rtype_at)?;
-        records.push((rtype, &reply[rec.rtype_at + 10..rec.end]));
-        Some(())
-    })?;
-    Some(records)
-}
-
-/// Converts a presentation-format domain to wire format, keeping its case (for tests and probes).
-pub fn name_to_wire_keep_case(domain: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(domain.len() + 2);
-    for label in domain
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
-}
-
+#[cfg(any(test, feature = "fuzz"))]
+pub mod differential;
+#[cfg(any(test, feature = "fuzz"))]
 pub mod invariants;
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,8 @@
 //! check shared by the fuzz target (`fuzz/`), the property test below and the garbage test.
 
 use super::{
-    build_query, check_reply, name_to_wire, Rcode, Rejected, Request, HEADER_LEN, QR, TC,
-    UPSTREAM_PAYLOAD,
+    build_query, check_reply, name_to_wire, Rcode, Rejected, Request, CD, HEADER_LEN, OPCODE, QR,
+    RD, TC, UPSTREAM_PAYLOAD,
 };
 
 /// Runs `data` through the request path and panics when an invariant fails.
@@ -71,6 +71,13 @@ pub fn exercise(data: &[u8]) -> usize {
             };
             assert!(answer.len() <= limit, "{} > {limit}", answer.len());
             check_reply(&answer, request.id, request.question()).expect("our answer checks");
+            let flags = u16::from_be_bytes([answer[2], answer[3]]);
+            assert_eq!(
+                flags & (RD | CD),
+                request.flags & (RD | CD),
+                "RD and CD are the query's"
+            );
+            assert_eq!(flags & OPCODE, 0, "the query's opcode");
             assert!(
                 super::answer_records(&answer).is_some(),
                 "answer section walks"

@@ -214,3 +214,89 @@ fn malformed_replies_are_not_passed_on() {
     upstream.truncate(upstream.len() - 3);
     assert!(request.answer_from(&upstream, 4096, 1232).is_none());
 }
+
+#[test]
+fn answer_from_refuses_what_is_not_a_reply_to_the_question_instead_of_panicking() {
+    let client = query(5, "a.example", Some((1232, 0)));
+    let request = Request::parse(&client).unwrap();
+    let good = response(&client, 0x8180, 2, &[], 0);
+    assert!(request.answer_from(&good, 4096, 1232).is_some());
+    // Cut anywhere: too short for the header, the question, or the records.
+    for len in 0..good.len() {
+        assert!(
+            request.answer_from(&good[..len], 4096, 1232).is_none(),
+            "cut at {len}"
+        );
+    }
+    // Counts of zero but no question at all (the old code sliced past the end here).
+    let mut bare = good[..HEADER_LEN].to_vec();
+    bare[4..12].fill(0);
+    assert!(request.answer_from(&bare, 4096, 1232).is_none());
+    // Not a response, another question, two questions.
+    let mut query_bit = good.clone();
+    query_bit[2] &= 0x7F;
+    assert!(request.answer_from(&query_bit, 4096, 1232).is_none());
+    let other = response(&query(5, "b.example", None), 0x8180, 1, &[], 0);
+    assert!(request.answer_from(&other, 4096, 1232).is_none());
+    let mut longer = response(&query(5, "a.example.org", None), 0x8180, 1, &[], 0);
+    assert!(request.answer_from(&longer, 4096, 1232).is_none());
+    longer[5] = 2;
+    assert!(request.answer_from(&longer, 4096, 1232).is_none());
+    // An additional count at the limit, with a client OPT to add: no room in the header.
+    let mut full = good.clone();
+    full[10..12].copy_from_slice(&u16::MAX.to_be_bytes());
+    assert!(request.answer_from(&full, 4096, 1232).is_none());
+}
+
+#[test]
+fn an_answer_takes_rd_cd_and_the_opcode_from_the_client_not_from_the_reply() {
+    // The reply a cache holds was asked with RD clear and says so; a client that sets RD and CD
+    // must see both set, and one that sets neither must see neither.
+    for (client_flags, expect) in [(0x0110u16, 0x8590u16), (0x0000, 0x8480)] {
+        let mut client = query(0x4242, "A.Example", None);
+        client[2..4].copy_from_slice(&client_flags.to_be_bytes());
+        let request = Request::parse(&client).unwrap();
+        // The opposite RD and CD, opcode STATUS, the Z bit: none of it reaches the client.
+        let reply_flags = 0x8400 | (!client_flags & 0x0110) | (2 << 11) | 0x0040;
+        let upstream = response(&client, reply_flags, 1, &[], 0);
+        for limit in [512, 20] {
+            let answer = request.answer_from(&upstream, limit, 1232).unwrap();
+            let flags = u16::from_be_bytes([answer[2], answer[3]]);
+            let tc = if limit == 20 { TC } else { 0 };
+            assert_eq!(
+                flags,
+                expect | tc,
+                "{flags:#06x} for a client's {client_flags:#06x}"
+            );
+            assert_eq!(answer[..2], [0x42, 0x42]);
+        }
+    }
+}
+
+#[test]
+fn ad_reaches_only_a_client_that_asked_for_dnssec() {
+    for (edns, ad_flag, expect_ad) in [
+        (None, 0, false),
+        (None, AD, true),
+        (Some((1232, 0x8000)), 0, true),
+        (Some((1232, 0)), 0, false),
+    ] {
+        let mut client = query(1, "a.example", edns);
+        client[3] |= ad_flag as u8;
+        let request = Request::parse(&client).unwrap();
+        let upstream = response(&client, 0x81A0, 1, &[], 0); // QR RD RA AD
+        let answer = request.answer_from(&upstream, 4096, 1232).unwrap();
+        assert_eq!(answer[3] & AD as u8 != 0, expect_ad, "{edns:?} {ad_flag}");
+    }
+}
+
+#[test]
+fn our_replies_copy_rd_cd_and_do_from_the_query() {
+    let mut client = query(3, "a.example", Some((1232, 0x8000)));
+    client[2..4].copy_from_slice(&0x0010u16.to_be_bytes()); // CD, no RD
+    let request = Request::parse(&client).unwrap();
+    let reply = request.reply(Rcode::Refused, 0, 1232);
+    assert_eq!(u16::from_be_bytes([reply[2], reply[3]]), 0x8095);
+    let opt = find_opt(&reply, request.question_end).unwrap().unwrap();
+    assert!(edns_of(&reply, opt).dnssec_ok);
+}

@@ -17,7 +17,7 @@ use std::path::Path;
 use oqsdns_config::{Area, Config, DefaultServer, ProbeName, Route};
 use oqsdns_core::probe::{self, ProbeResult};
 use oqsdns_core::state::{self, Saved};
-use oqsdns_core::{acl, local, prefix, reach, upstream, wire, Transport};
+use oqsdns_core::{acl, prefix, reach, status_txt, upstream, Transport};
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -496,10 +496,7 @@ fn area_in(lines: &[String]) -> Option<Area> {
 /// Asks the daemon `status.oqsdns. CH TXT` over UDP (TCP when truncated); its TXT strings.
 pub async fn status(server: SocketAddr, deadline: Instant) -> Option<Vec<String>> {
     let id = rand::random::<u16>();
-    let mut query = wire::build_query(id, local::STATUS_NAME, local::TYPE_TXT);
-    let class_at = wire::HEADER_LEN + local::STATUS_NAME.len() + 2;
-    query[class_at..class_at + 2].copy_from_slice(&local::CLASS_CH.to_be_bytes());
-    let question = query[wire::HEADER_LEN..class_at + 2].to_vec();
+    let (query, question) = status_txt::query(id)?;
     let mut reply = upstream::udp(server, &query, id, &question, deadline)
         .await
         .ok()?;
@@ -511,15 +508,5 @@ pub async fn status(server: SocketAddr, deadline: Instant) -> Option<Vec<String>
     if reply.info.rcode != 0 {
         return None;
     }
-    let records = wire::answer_records(&reply.bytes)?;
-    Some(
-        records
-            .iter()
-            .filter(|(rtype, _)| *rtype == local::TYPE_TXT)
-            .map(|(_, data)| {
-                let len = usize::from(*data.first().unwrap_or(&0));
-                String::from_utf8_lossy(data.get(1..1 + len).unwrap_or_default()).into_owned()
-            })
-            .collect(),
-    )
+    status_txt::lines_of(&reply.bytes)
 }
