@@ -24,11 +24,12 @@ fn row<'a>(doc: &'a str, id: &str) -> Option<Vec<&'a str>> {
         .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
 }
 
-/// A reference as compared: 手順 as "step", full-width brackets as ASCII, any dash or wave dash
+/// A reference as compared: 手順 and "steps" as "step", full-width brackets as ASCII, any dash or wave dash
 /// as "-", "pp." as "p.", no spaces, lower case. `手順7 (pp.12–13)` and `手順7（p.12〜13）` and
 /// `step 7 (pp.12-13)` are the same.
 fn norm(text: &str) -> String {
     text.replace("手順", "step")
+        .replace("steps", "step")
         .replace("pp.", "p.")
         .chars()
         .filter(|c| !c.is_whitespace())
@@ -73,6 +74,7 @@ fn missing(verdict: &Verdict, cell: &str) -> Vec<&'static str> {
 fn references_compare_across_the_guides_spellings() {
     assert_eq!(norm("手順7 (pp.12–13)"), norm("手順7（p.12〜13）"));
     assert_eq!(norm("1-1 手順2 (p.1)"), norm("1-1 step 2 (p.1)"));
+    assert_eq!(norm("手順4〜6 (pp.5–11)"), norm("steps 4–6 (pp.5–11)"));
     assert!(contains_item("3-1（p.14）、FAQ Q18", "3-1 (p.14)"));
     assert!(!contains_item("FAQ Q21、FAQ Q3", "FAQ Q2"));
     let centre = example(id::CENTRE_UNREACHABLE).unwrap();
