@@ -740,6 +740,9 @@ async fn the_clients_seen_recently_are_listed_per_terminal() {
             udp_from("127.0.0.1", server, &ask("www.lineauth.mnw")).await,
             0
         );
+        // The table keeps times in milliseconds: let the clock move on so that the second
+        // terminal is the more recent one, not a tie.
+        tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(
             udp_from("127.0.0.2", server, &ask("internet.example")).await,
             0
