@@ -16,6 +16,9 @@ use serde_json::Value;
 use crate::http;
 use crate::lab::netns::ScratchDir;
 
+/// The `clinic` label of the target, as the setup guide tells vendors to set it.
+pub const CLINIC: &str = "test-clinic";
+
 /// How long Prometheus may take to open its storage and listen.
 const START: Duration = Duration::from_secs(30);
 
@@ -29,8 +32,8 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// Starts `program` scraping `target`'s `/metrics` every second (job `oqsdns`) with its
-    /// storage in a folder of its own, and waits until it listens.
+    /// Starts `program` scraping `target`'s `/metrics` every second (job `oqsdns`, label
+    /// `clinic` [`CLINIC`]) with its storage in a folder of its own, and waits until it listens.
     pub fn start(program: &Path, target: SocketAddr) -> Result<Self, String> {
         Self::start_with_rules(program, target, &[])
     }
@@ -58,7 +61,8 @@ impl Prometheus {
             format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
                  rule_files: [{rule_files}]\nscrape_configs:\n  \
-                 - job_name: oqsdns\n    static_configs:\n      - targets: ['{target}']\n"
+                 - job_name: oqsdns\n    static_configs:\n      - targets: ['{target}']\n        \
+                 labels: {{clinic: '{CLINIC}'}}\n"
             ),
         )
         .map_err(|e| format!("cannot write {}: {e}", config.display()))?;

@@ -2,7 +2,9 @@
 //! running daemon (East table, knotd at the guide's addresses). The file holds every section:
 //! versions, the effective configuration, the check as text and as JSON, the status endpoint's
 //! `/health` with its recent changes and `/metrics` when `[status]` is configured (and says it is
-//! not otherwise), and the host's addresses.
+//! not otherwise), the daemon's recent changes of state either way (from `status.oqsdns`), and
+//! the host's addresses; and not what it leaves out: a marker in a comment of the configuration
+//! file and one in the check's environment appear nowhere in it.
 //!
 //! Without root or the tools the tests say they were skipped, unless `OQSDNS_LAB=require`.
 
@@ -34,12 +36,33 @@ fn sections(text: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// Runs the check with `--bundle` on the oqsdns host; the exit code and the bundle's text.
+/// A marker in a comment of the lab's configuration file: the bundle leaves comments out.
+const COMMENT_MARKER: &str = "comment-marker-7f3a";
+/// A marker in the check's environment: the bundle leaves the environment out.
+const ENV_MARKER: &str = "env-marker-91c2";
+
+/// The configuration added to the lab's, with a comment holding [`COMMENT_MARKER`].
+fn extra(rest: &str) -> String {
+    format!("\n# vendor note: {COMMENT_MARKER}\n{rest}")
+}
+
+/// Runs the check with `--bundle` on the oqsdns host, [`ENV_MARKER`] in its environment; the
+/// exit code and the bundle's text.
 fn bundle(lab: &Lab, test: &str) -> (Option<i32>, String, String) {
     let file =
         std::env::temp_dir().join(format!("oqsdns-bundle-{test}-{}.txt", std::process::id()));
     let _ = std::fs::remove_file(&file);
-    let out = lab.check(Host::Oqsdns, &["--bundle", file.to_str().unwrap()]);
+    let out = lab.check_with_env(
+        Host::Oqsdns,
+        &["--bundle", file.to_str().unwrap()],
+        &[("OQSDNS_VENDOR_SECRET", ENV_MARKER)],
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&file)
+            .map(|m| m.permissions())
+            .unwrap_or_else(|e| panic!("no bundle at {} ({e})\n{}", file.display(), out.stderr)),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the bundle is private: {mode:o}");
     let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
         panic!(
             "no bundle at {} ({e})\nstdout:\n{}\nstderr:\n{}",
@@ -63,6 +86,18 @@ fn common(text: &str, parts: &BTreeMap<String, String>) {
     assert!(
         text.contains("含まないもの") && text.contains("Left out"),
         "the bundle says what it leaves out"
+    );
+    for marker in [COMMENT_MARKER, ENV_MARKER] {
+        assert!(!text.contains(marker), "{marker} is in the bundle:\n{text}");
+    }
+    // The daemon's own changes of state, with or without the status page: the NW-base servers
+    // coming up after the start.
+    let changes = &parts["state changes (status.oqsdns)"];
+    assert!(
+        changes
+            .lines()
+            .any(|l| l.contains("+09:00 nw-base [2404:1a8:f583:d00::53:") && l.contains(" up")),
+        "{changes}"
     );
     assert!(
         parts["versions"].contains(&format!("oqsdns {}", env!("CARGO_PKG_VERSION"))),
@@ -101,7 +136,7 @@ fn bundle_with_the_status_endpoint() {
     let Some(lab) = Lab::start_with(
         TEST,
         Area::East,
-        "\n[health]\ninterval = \"2s\"\n\n[status]\nlisten = \"[::1]:9153\"\n",
+        &extra("\n[health]\ninterval = \"2s\"\n\n[status]\nlisten = \"[::1]:9153\"\n"),
     ) else {
         return;
     };
@@ -150,10 +185,19 @@ fn bundle_with_the_status_endpoint() {
 #[test]
 fn bundle_without_the_status_endpoint() {
     const TEST: &str = "bundle_without_the_status_endpoint";
-    let Some(lab) = Lab::start(TEST, Area::East) else {
+    let Some(lab) = Lab::start_with(TEST, Area::East, &extra("")) else {
         return;
     };
-    let (code, text, stderr) = bundle(&lab, TEST);
+    // Right after start the probes may not have brought the servers up yet: take bundles until
+    // the NW-base's first change of state is in.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (code, text, stderr) = loop {
+        let (code, text, stderr) = bundle(&lab, TEST);
+        if text.contains("+09:00 nw-base [2404:1a8:f583:d00::53:") || Instant::now() >= deadline {
+            break (code, text, stderr);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert_eq!(code, Some(0), "{stderr}\n{text}");
     let parts = sections(&text);
     common(&text, &parts);

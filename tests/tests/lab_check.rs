@@ -363,8 +363,16 @@ fn check_prefix_changed() {
         &lab,
         Host::Oqsdns,
         &[],
-        "https://www.lineauth.mnw で回線認証をやり直してください",
-        "do line authentication (回線認証) again at https://www.lineauth.mnw",
+        "https://www.lineauth.mnw で回線認証を確認してください",
+        "check line authentication (回線認証) again at https://www.lineauth.mnw",
+    );
+    // The next step ends with the confirmation, which the notice waits for.
+    check_text(
+        &lab,
+        Host::Oqsdns,
+        &[],
+        "そのあと oqsdns 機で `sudo oqsdns check --config /etc/oqsdns/oqsdns.toml --confirm-reauth` を実行",
+        "Then run `sudo oqsdns check --config /etc/oqsdns/oqsdns.toml --confirm-reauth` on the oqsdns box",
     );
 }
 

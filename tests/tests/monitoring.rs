@@ -1,9 +1,14 @@
 //! The fleet monitoring kit of `packaging/monitoring/`: the alerting rules pass
 //! `promtool check rules` and their unit tests (`promtool test rules`), every alert has a unit
 //! test in which it fires; every metric the rules and the dashboard name is one the daemon
-//! exports; and against a real Prometheus server scraping the in-process daemon (between loopback
-//! fakes) with the rules loaded, every query of the Grafana dashboard returns series and the
-//! prefix-changed alert fires once the daemon's prefix watch sees a new prefix.
+//! exports; and against a real Prometheus server scraping the in-process daemon (the area preset's
+//! routes over loopback fakes) with the rules loaded: every query of the Grafana dashboard and its
+//! clinic variable return series; no alert is pending or firing on a healthy daemon once every
+//! rule was evaluated; every series selector of the rules matches a series of the live daemon
+//! (the label values `route="nw-base"`, `state`, `rcode`, `transport` are the daemon's); with the
+//! NW-base fake stopped, the NW-base-down and unhealthy conditions hold and the per-server one
+//! does not repeat them; and the prefix-changed alert fires once the prefix watch sees a new
+//! prefix.
 //!
 //! Without promtool or prometheus (Debian's `prometheus`) the tests say they were skipped, unless
 //! `OQSDNS_LAB=require`.
@@ -16,12 +21,12 @@ use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use oqsdns_config::{Config, RouteConfig, ServerAddr, StatusConfig};
+use oqsdns_config::{preset_routes, Area, Config, RouteConfig, ServerAddr, StatusConfig};
 use oqsdns_tests::client::{self, query};
 use oqsdns_tests::daemon::{config_with_default, Daemon};
 use oqsdns_tests::http;
 use oqsdns_tests::lab::env::program_or_skip;
-use oqsdns_tests::prometheus::{query_path, values, Prometheus};
+use oqsdns_tests::prometheus::{query_path, values, Prometheus, CLINIC};
 use oqsdns_tests::upstream::{self as fake, Action, FakeUpstream};
 use serde_json::Value;
 
@@ -196,10 +201,10 @@ fn dashboard_exprs() -> Vec<String> {
 }
 
 /// A dashboard query as Prometheus takes it: Grafana's variables replaced by what they stand for
-/// with every clinic selected (the `instance` variable's `allValue`) and a rate window that holds
+/// with every clinic selected (the `clinic` variable's values) and a rate window that holds
 /// a few of the test's one-second scrapes.
 fn as_promql(expr: &str) -> String {
-    expr.replace("$instance", ".+")
+    expr.replace("$clinic", ".+")
         .replace("$__rate_interval", "20s")
 }
 
@@ -222,28 +227,94 @@ async fn upstream() -> FakeUpstream {
     FakeUpstream::start(|q, _| Action::Reply(fake::reply(q, fake::aaaa_records(q, 1)))).await
 }
 
-/// The guide's table in the presets' shape over loopback fakes, the status endpoint on; probes
-/// every second, the prefix watch once at start.
+/// The east area's preset routes, their names and probe names as shipped, each with one loopback
+/// fake as its server instead of the guide's; the status endpoint on; probes every second.
 fn config(nw_base: SocketAddr, ngn: SocketAddr, internet: SocketAddr) -> Config {
     let mut config = config_with_default(&[internet]);
     config.forward.names = vec!["internet.example".parse().unwrap()];
-    config.routes.push(RouteConfig {
-        name: Some("ngn".into()),
-        domains: vec!["flets-east.jp".parse().unwrap()],
-        servers: vec![ServerAddr(ngn)],
-        names: vec!["assv.asc.flets-east.jp".parse().unwrap()],
-    });
-    config.routes.push(RouteConfig {
-        name: Some("nw-base".into()),
-        domains: vec!["lineauth.mnw".parse().unwrap()],
-        servers: vec![ServerAddr(nw_base)],
-        names: vec!["www.lineauth.mnw".parse().unwrap()],
-    });
+    let routes = preset_routes(Area::East);
+    assert!(
+        routes.iter().any(|r| r.name == "nw-base"),
+        "the rules key on the preset's route name nw-base: {routes:?}"
+    );
+    for route in routes {
+        let server = match route.name.as_str() {
+            "nw-base" => nw_base,
+            "ngn" => ngn,
+            other => panic!("a preset route this test does not know: {other}"),
+        };
+        config.routes.push(RouteConfig {
+            name: Some(route.name),
+            domains: route.domains,
+            servers: vec![ServerAddr(server)],
+            names: route.names,
+        });
+    }
     config.forward.timeout = "300ms".parse().unwrap();
     config.health.timeout = "300ms".parse().unwrap();
     config.health.interval = "1s".parse().unwrap();
     config.status = Some(StatusConfig::on("127.0.0.1:0".parse().unwrap()));
     config
+}
+
+/// The series selectors (`name{…}`) in a PromQL expression.
+fn selectors(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = expr.as_bytes();
+    for (at, _) in expr.match_indices('{') {
+        let start = expr[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .map_or(0, |i| i + 1);
+        let end = expr[at..].find('}').map(|i| at + i + 1);
+        if let (true, Some(end)) = (start < at && !bytes[start].is_ascii_digit(), end) {
+            out.push(expr[start..end].to_string());
+        }
+    }
+    out
+}
+
+/// The alerting rules as Prometheus loaded them: (name, query, state).
+fn loaded_rules(data: &Value) -> Vec<(String, String, String)> {
+    data["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (text("name"), text("query"), text("state"))
+        })
+        .collect()
+}
+
+/// Each rule's last evaluation time, by name.
+fn evaluations(data: &Value) -> Vec<(String, String)> {
+    data["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or_default().to_string(),
+                r["lastEvaluation"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn selectors_are_found_in_rule_queries() {
+    assert_eq!(
+        selectors(
+            r#"max by (job) (oqsdns_upstream_state{route="nw-base",state=~"up|degraded"}) == 0 unless on (job) up{job="oqsdns"}"#
+        ),
+        [
+            r#"oqsdns_upstream_state{route="nw-base",state=~"up|degraded"}"#,
+            r#"up{job="oqsdns"}"#
+        ]
+    );
+    assert!(selectors("oqsdns_prefix_changed == 1").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -311,7 +382,21 @@ async fn the_dashboards_queries_return_series_and_the_prefix_alert_fires() {
             assert_eq!(data["resultType"], "vector", "{promql}: {data}");
         }
 
-        // The alerting rules are loaded and healthy, and none fires on a healthy daemon.
+        // The dashboard's clinic variable lists the clinic label of the scrape config.
+        let clinics = prometheus
+            .until(
+                &query_path(r#"up{job="oqsdns"}"#).replacen(
+                    "/api/v1/query?query=",
+                    "/api/v1/label/clinic/values?match[]=",
+                    1,
+                ),
+                limit,
+                |data| data.as_array().is_some_and(|a| !a.is_empty()),
+            )
+            .await;
+        assert_eq!(clinics, serde_json::json!([CLINIC]));
+
+        // The alerting rules are loaded and healthy.
         let groups = prometheus
             .until("/api/v1/rules", limit, |data| {
                 data["groups"][0]["rules"]
@@ -319,18 +404,92 @@ async fn the_dashboards_queries_return_series_and_the_prefix_alert_fires() {
                     .is_some_and(|r| r.iter().all(|r| r["health"] == "ok"))
             })
             .await;
-        assert_eq!(
-            groups["groups"][0]["rules"].as_array().map(Vec::len),
-            Some(alerts(&read(&rules_file())).len())
-        );
-        let firing = prometheus
-            .until(
-                &query_path(r#"count(ALERTS{alertstate="firing"}) or vector(0)"#),
-                limit,
-                |_| true,
-            )
+        let rules = loaded_rules(&groups);
+        assert_eq!(rules.len(), alerts(&read(&rules_file())).len(), "{groups}");
+
+        // None is pending or firing on a healthy daemon: once Prometheus has its all-good
+        // verdict, every rule evaluated twice more (the second evaluation began after the
+        // first ended, so after the healthy sample) and is inactive, with no active alert.
+        assert_eq!(http::get(status, "/health").await.status, 200);
+        prometheus
+            .until(&query_path("oqsdns_healthy"), limit, |data| {
+                values(data) == [1.0]
+            })
             .await;
-        assert_eq!(values(&firing), [0.0], "{firing}");
+        for _ in 0..2 {
+            let before = evaluations(&prometheus.until("/api/v1/rules", limit, |_| true).await);
+            prometheus
+                .until("/api/v1/rules", limit, |data| {
+                    let now = evaluations(data);
+                    now.len() == before.len()
+                        && now
+                            .iter()
+                            .zip(&before)
+                            .all(|(n, b)| n.0 == b.0 && n.1 != b.1)
+                })
+                .await;
+        }
+        let after = prometheus.until("/api/v1/rules", limit, |_| true).await;
+        for (name, query, state) in loaded_rules(&after) {
+            assert_eq!(
+                state, "inactive",
+                "{name} ({query}) on a healthy daemon: {after}"
+            );
+        }
+        let active = prometheus.until("/api/v1/alerts", limit, |_| true).await;
+        assert_eq!(active["alerts"], serde_json::json!([]), "{active}");
+
+        // Every selector of the rules matches series of the live daemon: the label values the
+        // rules name are the ones it exports.
+        for (name, query, _) in &rules {
+            for selector in selectors(query) {
+                let data = prometheus
+                    .until(&query_path(&selector), limit, |_| true)
+                    .await;
+                assert!(
+                    data["result"].as_array().is_some_and(|r| !r.is_empty()),
+                    "{name}: {selector} matches no series of the daemon: {data}"
+                );
+            }
+        }
+        let rule = |wanted: &str| {
+            rules
+                .iter()
+                .find(|(name, _, _)| name == wanted)
+                .unwrap_or_else(|| panic!("no rule {wanted}"))
+                .1
+                .clone()
+        };
+
+        // The NW-base's server stops answering: the NW-base-down condition (the rule without
+        // its `for`) holds for the preset's route, the unhealthy one too, and the per-server
+        // condition leaves the wholly dead route to them.
+        drop(nw_base);
+        let down = prometheus
+            .until(&query_path(&rule("OqsdnsNwBaseDown")), limit, |data| {
+                data["result"].as_array().is_some_and(|r| !r.is_empty())
+            })
+            .await;
+        assert_eq!(down["result"][0]["metric"]["route"], "nw-base", "{down}");
+        assert_eq!(down["result"][0]["metric"]["clinic"], CLINIC, "{down}");
+        let per_server = prometheus
+            .until(&query_path(&rule("OqsdnsServerDown")), limit, |_| true)
+            .await;
+        assert_eq!(per_server["result"], serde_json::json!([]), "{per_server}");
+        let unhealthy = prometheus
+            .until(&query_path(&rule("OqsdnsUnhealthy")), limit, |data| {
+                data["result"].as_array().is_some_and(|r| !r.is_empty())
+            })
+            .await;
+        assert_eq!(unhealthy["result"][0]["metric"]["clinic"], CLINIC);
+        let other_routes = prometheus
+            .until(&query_path(&rule("OqsdnsRouteDown")), limit, |_| true)
+            .await;
+        assert_eq!(
+            other_routes["result"],
+            serde_json::json!([]),
+            "{other_routes}"
+        );
 
         // A new prefix on the line, as the daemon's prefix watch would see it (its next look at
         // the interfaces may put the old one back: set it again until the alert fires).

@@ -741,6 +741,9 @@ async fn the_clients_seen_recently_are_listed_per_terminal() {
             udp_from("127.0.0.1", server, &ask("www.lineauth.mnw")).await,
             0
         );
+        // The table keeps times in milliseconds: let the clock move on so that the second
+        // terminal is the more recent one, not a tie.
+        tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(
             udp_from("127.0.0.2", server, &ask("internet.example")).await,
             0
@@ -772,16 +775,32 @@ async fn the_clients_seen_recently_are_listed_per_terminal() {
         assert_eq!(two["table_answered"], false);
         assert!(one["last"]["jst"].as_str().unwrap().ends_with("+09:00"));
 
+        // The page's rows of the per-terminal table, one per client (the upstream tables list
+        // the loopback fakes at 127.0.0.1 too, in rows that start otherwise).
         let page = http::get(status, "/").await.body;
-        for words in [
-            "oqsdns を使っている端末",
-            "127.0.0.1",
-            "127.0.0.2",
-            "解決できた",
-            "解決できなかった",
-        ] {
-            assert!(page.contains(words), "no {words:?} in {page}");
-        }
+        assert!(page.contains("oqsdns を使っている端末"), "{page}");
+        let client_row = |page: &str, addr: &str| {
+            let head = format!("<tr><td class=\"addr\">{addr}</td>");
+            page.lines()
+                .find(|l| l.starts_with(&head))
+                .map(str::to_string)
+        };
+        let first = client_row(&page, "127.0.0.1").unwrap_or_else(|| panic!("{page}"));
+        assert!(
+            first.contains("<td>2</td>")
+                && first.contains("解決できた")
+                && !first.contains("解決できなかった"),
+            "{first}"
+        );
+        let second = client_row(&page, "127.0.0.2").unwrap_or_else(|| panic!("{page}"));
+        assert!(
+            second.contains("<td>2</td>") && second.contains("解決できなかった"),
+            "{second}"
+        );
+        assert!(
+            page.find(&second).unwrap() < page.find(&first).unwrap(),
+            "the most recent first: {page}"
+        );
         daemon.stop().await;
 
         let mut off = config;
@@ -792,7 +811,9 @@ async fn the_clients_seen_recently_are_listed_per_terminal() {
         let json: Value = serde_json::from_str(&http::get(status, "/health").await.body).unwrap();
         assert!(json["clients"].is_null(), "{json:#}");
         let page = http::get(status, "/").await.body;
-        assert!(page.contains("[status] clients = false") && !page.contains("127.0.0.2"));
+        assert!(page.contains("[status] clients = false"), "{page}");
+        assert!(!page.contains("<tr><td class=\"addr\">127.0.0."), "{page}");
+        assert!(!page.contains("127.0.0.2"), "{page}");
         daemon.stop().await;
     })
     .await;

@@ -16,8 +16,11 @@ pub const STATUS_NAME: &[u8] = b"\x06status\x06oqsdns\x00";
 pub const STATUS_DOMAIN: &str = "status.oqsdns.";
 
 /// The status lines: `area=…`, `prefix-known=…`, `prefix-now=…`, `prefix-changed=yes|no`,
-/// `state-file=…` (where `oqsdns check --confirm-reauth` writes), and one
-/// `server=ROUTE ADDR udp=STATE tcp=STATE use=udp|tcp|last` per upstream.
+/// `state-file=…` (where `oqsdns check --confirm-reauth` writes), one
+/// `server=ROUTE ADDR udp=STATE tcp=STATE use=udp|tcp|last` per upstream, then the last
+/// [`CHANGES_LISTED`] changes of state, newest first, as
+/// `change=UNIX_SECONDS ROUTE ADDR TRANSPORT STATE REASON` (for `oqsdns check --bundle` when the
+/// status page is off).
 pub fn status_lines(runtime: &Runtime, prefixes: &Prefixes) -> Vec<String> {
     let join = |p: &[ipnet::Ipv6Net]| {
         p.iter()
@@ -37,6 +40,7 @@ pub fn status_lines(runtime: &Runtime, prefixes: &Prefixes) -> Vec<String> {
     if let Some(path) = &prefixes.state_file {
         lines.push(format!("state-file={}", path.display()));
     }
+    let mut changes = Vec::new();
     for group in runtime.groups() {
         for server in &group.servers {
             lines.push(format!(
@@ -47,10 +51,31 @@ pub fn status_lines(runtime: &Runtime, prefixes: &Prefixes) -> Vec<String> {
                 server.tcp.state().as_str(),
                 server.plan().as_str()
             ));
+            for change in server.history.changes() {
+                let at = change
+                    .at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let line = format!(
+                    "change={at} {} {} {} {} {}",
+                    group.name,
+                    server.addr,
+                    change.transport,
+                    change.state.as_str(),
+                    change.reason
+                );
+                changes.push((change.at, line));
+            }
         }
     }
+    changes.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    changes.dedup();
+    lines.extend(changes.into_iter().take(CHANGES_LISTED).map(|(_, l)| l));
     lines
 }
+
+/// The changes of state the status lines list: few enough to keep the answer small.
+pub const CHANGES_LISTED: usize = 8;
 
 /// Whether `request` asks for the daemon's status.
 pub fn is_status(request: &Request<'_>) -> bool {

@@ -400,7 +400,7 @@ fn check(
             &report,
             path.as_deref(),
         ));
-        if let Err(e) = std::fs::write(&file, text) {
+        if let Err(e) = oqsdns::check::bundle::write(&file, &text) {
             eprintln!("error: cannot write {}: {e}", file.display());
             return ExitCode::from(2);
         }

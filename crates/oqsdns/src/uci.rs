@@ -334,6 +334,7 @@ fn expand_system(
 /// Applies the main section; returns its `resolvfile`.
 fn apply_main(config: &mut Config, section: &Section) -> Result<Option<PathBuf>, UciError> {
     let mut resolvfile = None;
+    let mut status_clients = None;
     let mut seen = HashSet::new();
     for st in &section.statements {
         // A list's first statement replaces the default; the following ones add to it.
@@ -372,10 +373,15 @@ fn apply_main(config: &mut Config, section: &Section) -> Result<Option<PathBuf>,
             "status_listen" => {
                 config.status = Some(oqsdns_config::StatusConfig::on(single(st)?));
             }
+            "status_clients" => status_clients = Some(enabled(st)?),
             other => {
-                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, dnsmasq, area, listen, interface, allow, forwarder, forwarder_rate, forwarder_burst, rate_loopback, default, timeout, probe, rebind_protection, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout, health_interval, health_timeout, cache_entries, serve_stale, serve_stale_default, status_listen or resolvfile")));
+                return Err(at(st.line, format!("unknown option {other:?} in the oqsdns section; expected enabled, dnsmasq, area, listen, interface, allow, forwarder, forwarder_rate, forwarder_burst, rate_loopback, default, timeout, probe, rebind_protection, max_inflight, tcp_connections, tcp_idle_timeout, udp_payload, rate, burst, tcp_connections_per_client, tcp_frame_timeout, health_interval, health_timeout, cache_entries, serve_stale, serve_stale_default, status_listen, status_clients or resolvfile")));
             }
         }
+    }
+    // In any order with status_listen; without it there is no page to list the clients on.
+    if let (Some(status), Some(clients)) = (config.status.as_mut(), status_clients) {
+        status.clients = clients;
     }
     Ok(resolvfile)
 }

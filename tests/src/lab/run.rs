@@ -13,7 +13,13 @@ const CHECK_LIMIT: Duration = Duration::from_secs(15);
 impl Lab {
     /// Runs `oqsdns check --config <the lab's configuration> <args>` on `host`.
     pub fn check(&self, host: Host, args: &[&str]) -> Output {
+        self.check_with_env(host, args, &[])
+    }
+
+    /// [`Lab::check`] with `env` added to its environment.
+    pub fn check_with_env(&self, host: Host, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = self.net.ns(host).command(&self.tools.oqsdns);
+        cmd.envs(env.iter().copied());
         cmd.arg("check")
             .arg("--config")
             .arg(self.scratch.path().join("oqsdns.toml"))

@@ -1,7 +1,10 @@
 //! `oqsdns check --bundle FILE`: one UTF-8 text file a clinic can send to its vendor, holding
 //! what the vendor would otherwise ask for one by one: versions, the effective configuration,
-//! the check's result as text and as JSON, the daemon's recent changes of state (its `/health`,
-//! when `[status]` is configured) and counters, and this host's addresses and resolvers.
+//! the check's result as text and as JSON, the daemon's recent changes of state (from its
+//! `status.oqsdns CH TXT` lines, so also without `[status]`; its `/health` and counters when
+//! `[status]` is configured), and this host's addresses and resolvers.
+//!
+//! [`write`] creates the file anew, readable by its owner only, and never through a symlink.
 //!
 //! Nothing secret: the configuration has no passwords or keys. Left out on purpose: logs, the
 //! cache's contents, the environment, and the configuration file's comments; the bundle's head
@@ -10,7 +13,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oqsdns_config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,11 +33,12 @@ pub fn heading(name: &str) -> String {
 }
 
 /// The sections of a bundle, in order (their headings' names).
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 9] = [
     "versions",
     "configuration",
     "check (text)",
     "check (json)",
+    "state changes (status.oqsdns)",
     "status (/health)",
     "metrics (/metrics)",
     "addresses",
@@ -60,17 +64,20 @@ pub async fn collect(config: &Config, report: &Report, config_path: Option<&Path
     );
     let _ = writeln!(
         out,
-        "含むもの: バージョン、有効な設定、oqsdns check の結果（テキストと JSON）、状態ページの\n\
-         最近の状態変化とカウンター（[status] があるとき）、このホストのアドレスと DNS サーバー。\n\
+        "含むもの: バージョン、有効な設定、oqsdns check の結果（テキストと JSON）、oqsdns の最近の\n\
+         状態変化、状態ページの /health とカウンター（[status] があるとき）、このホストのアドレスと\n\
+         DNS サーバー。\n\
          Holds: versions, the effective configuration, the check's result (text and JSON), the\n\
-         status endpoint's recent changes and counters (with [status]), this host's addresses\n\
-         and DNS servers.\n\
+         daemon's recent changes of state, the status endpoint's /health and counters (with\n\
+         [status]), this host's addresses and DNS servers.\n\
          含まないもの: ログ、キャッシュの内容、環境変数、設定ファイルのコメント。設定にパスワード等の\n\
-         秘密はありません。server.allow（状態ページの許可リストを兼ねる）とクライアントのアドレスは\n\
-         そのまま含みます。必要ならログ（journalctl -u oqsdns / logread -e oqsdns）を別に送ってください。\n\
+         秘密はありません。server.allow（状態ページの許可リストを兼ねる）と、/health の端末の一覧\n\
+         （アドレスと最後の問合せの日時）はそのまま含みます。必要ならログ（journalctl -u oqsdns /\n\
+         logread -e oqsdns）を別に送ってください。\n\
          Left out: logs, the cache's contents, the environment, the configuration file's comments.\n\
          The configuration holds no passwords or keys; server.allow (also the status page's allow\n\
-         list) and client addresses are kept. Send the log separately if asked."
+         list) and /health's list of terminals (addresses, last query times) are kept. Send the\n\
+         log separately if asked."
     );
 
     section(&mut out, SECTIONS[0]);
@@ -101,22 +108,33 @@ pub async fn collect(config: &Config, report: &Report, config_path: Option<&Path
     section(&mut out, SECTIONS[3]);
     out.push_str(&render::json(report));
 
+    section(&mut out, SECTIONS[4]);
+    out.push_str(&state_changes(report.status.as_deref()));
+
     let status = config.status.as_ref().map(|s| reachable(s.listen));
-    for (name, path) in [(SECTIONS[4], "/health"), (SECTIONS[5], "/metrics")] {
+    for (name, path) in [(SECTIONS[5], "/health"), (SECTIONS[6], "/metrics")] {
         section(&mut out, name);
         match status {
             None => {
                 let _ = writeln!(
                     out,
                     "# [status] listen が設定されていません。最近の状態は上の check の\n\
-                     # 「oqsdns の状態」（status.oqsdns）を参照してください。\n\
+                     # 「oqsdns の状態」（status.oqsdns）と state changes を参照してください。\n\
                      # [status] listen is not configured: the daemon's own view is in the\n\
-                     # check's \"status.oqsdns\" lines above."
+                     # check's \"status.oqsdns\" lines and the state changes above."
                 );
             }
             Some(addr) => match get(addr, path).await {
                 Ok((code, body)) => {
                     let _ = writeln!(out, "# GET http://{addr}{path}: {code}");
+                    if code == 403 {
+                        let _ = writeln!(
+                            out,
+                            "# 403: server.allow にこのホストのアドレス（{ip}）がありません。\n\
+                             # 403: server.allow does not include this host's address ({ip}).",
+                            ip = addr.ip()
+                        );
+                    }
                     out.push_str(&body);
                     if !body.ends_with('\n') {
                         out.push('\n');
@@ -129,10 +147,10 @@ pub async fn collect(config: &Config, report: &Report, config_path: Option<&Path
         }
     }
 
-    section(&mut out, SECTIONS[6]);
+    section(&mut out, SECTIONS[7]);
     out.push_str(&addresses());
 
-    section(&mut out, SECTIONS[7]);
+    section(&mut out, SECTIONS[8]);
     let resolv = std::fs::read_to_string(crate::RESOLV_CONF).unwrap_or_default();
     let _ = writeln!(out, "# {} (nameserver lines)", crate::RESOLV_CONF);
     for line in resolv
@@ -140,6 +158,45 @@ pub async fn collect(config: &Config, report: &Report, config_path: Option<&Path
         .filter(|l| l.trim_start().starts_with("nameserver"))
     {
         let _ = writeln!(out, "{}", line.trim());
+    }
+    out
+}
+
+/// Writes the bundle to `path`: a new file (an existing file or a symlink at `path` is an error,
+/// so nothing planted there is followed or truncated), mode 0600.
+pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// The daemon's recent changes of state from its `change=` status lines, newest first, with
+/// the time in JST: `TIME ROUTE SERVER TRANSPORT STATE REASON`.
+fn state_changes(status: Option<&[String]>) -> String {
+    let Some(lines) = status else {
+        return "# oqsdns が status.oqsdns に応答しません / no answer to status.oqsdns\n".into();
+    };
+    let mut out = String::new();
+    for line in lines {
+        let Some(rest) = line.strip_prefix("change=") else {
+            continue;
+        };
+        let (secs, what) = rest.split_once(' ').unwrap_or((rest, ""));
+        let time = secs.parse::<u64>().map_or_else(
+            |_| secs.to_string(),
+            |s| Time::of(UNIX_EPOCH + Duration::from_secs(s)).jst,
+        );
+        let _ = writeln!(out, "{time} {what}");
+    }
+    if out.is_empty() {
+        out.push_str("# 起動後の状態変化はありません / no change of state since the start\n");
     }
     out
 }
@@ -240,4 +297,54 @@ async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| "not an HTTP answer".to_string())?;
     Ok((code, body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn the_file_is_new_private_and_never_through_a_symlink() {
+        let dir = std::env::temp_dir().join(format!("oqsdns-bundle-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let file = dir.join("bundle.txt");
+        write(&file, "one\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "one\n");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        // An existing file is kept as it was.
+        assert!(write(&file, "two\n").is_err());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "one\n");
+        // A symlink planted at the path is not followed: its target is not touched or created.
+        let target = dir.join("target");
+        std::fs::write(&target, "keep\n").unwrap();
+        let link = dir.join("link.txt");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(write(&link, "evil\n").is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+        let dangling = dir.join("dangling.txt");
+        std::os::unix::fs::symlink(dir.join("nowhere"), &dangling).unwrap();
+        assert!(write(&dangling, "evil\n").is_err());
+        assert!(!dir.join("nowhere").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn state_changes_come_from_the_status_lines_in_jst() {
+        let lines: Vec<String> = [
+            "area=east",
+            "server=nw-base [2404:1a8:f583:d00::53:1]:53 udp=up tcp=up use=udp",
+            "change=1709251199 nw-base [2404:1a8:f583:d00::53:1]:53 udp down timed out",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            state_changes(Some(&lines)),
+            "2024-03-01T08:59:59+09:00 nw-base [2404:1a8:f583:d00::53:1]:53 udp down timed out\n"
+        );
+        assert!(state_changes(Some(&lines[..2])).contains("no change of state"));
+        assert!(state_changes(None).contains("no answer"));
+    }
 }

@@ -80,7 +80,8 @@ pub struct Findings {
     pub other_area: Option<RouteFinding>,
     /// This host has a global IPv6 address.
     pub host_global_ipv6: bool,
-    /// The daemon's status says the host's IPv6 prefix changed since it started (None: unknown).
+    /// The daemon's status says the host's IPv6 prefix is not one the line is known to have
+    /// (FAQ Q18; None: unknown).
     pub prefix_changed: Option<bool>,
     /// TCP connections to port 443 of the centre's addresses; empty when not checked.
     pub centre: Vec<CentreFinding>,
@@ -156,7 +157,7 @@ pub mod id {
     pub const SERVER_DOWN: &str = "server-down";
     /// The daemon answers, but not every step-7 name resolves through it.
     pub const DAEMON_FAILS_NAMES: &str = "daemon-fails-names";
-    /// The host's IPv6 prefix changed since the daemon started.
+    /// The host's IPv6 prefix is not one the line is known to have (FAQ Q18).
     pub const PREFIX_CHANGED: &str = "prefix-changed";
 
     /// Every identifier, in the order [`verdicts`](super::verdicts) gives them.
@@ -188,6 +189,13 @@ struct Commands {
     status: &'static str,
     restart: &'static str,
     log: &'static str,
+    confirm: &'static str,
+}
+
+/// The command that records that line authentication was redone (FAQ Q18) and clears the
+/// `prefix-changed` warning, as typed on this kind of host.
+pub fn confirm_reauth_command(openwrt: bool) -> &'static str {
+    commands(openwrt).confirm
 }
 
 fn commands(openwrt: bool) -> Commands {
@@ -196,12 +204,14 @@ fn commands(openwrt: bool) -> Commands {
             status: "/etc/init.d/oqsdns status",
             restart: "/etc/init.d/oqsdns restart",
             log: "logread -e oqsdns",
+            confirm: "oqsdns check --config /var/etc/oqsdns.toml --confirm-reauth",
         }
     } else {
         Commands {
             status: "systemctl status oqsdns",
             restart: "systemctl restart oqsdns",
             log: "journalctl -u oqsdns",
+            confirm: "sudo oqsdns check --config /etc/oqsdns/oqsdns.toml --confirm-reauth",
         }
     }
 }
@@ -335,7 +345,7 @@ pub fn verdicts(f: &Findings) -> Vec<Verdict> {
                      step 1, p.1; FAQ Q6). {CALL_VENDOR_EN}"
                 ),
             },
-            "手順2 (p.3), FAQ Q1, 手順4〜6 (pp.5–11), 1-1 (p.1), FAQ Q6",
+            "手順2 (p.3), FAQ Q1, 手順4〜6 (pp.5–11), 1-1 手順1 (p.1), FAQ Q6",
             true,
         ));
     }
@@ -568,27 +578,35 @@ pub fn verdicts(f: &Findings) -> Vec<Verdict> {
         out.push(problem(
             id::PREFIX_CHANGED,
             Words {
-                ja: "oqsdns の起動後にこのホストの IPv6 プレフィックスが変わりました。\
-                     https://www.lineauth.mnw で回線認証をやり直してください。"
+                ja: "このホストの IPv6 プレフィックスが、oqsdns が記録している回線のものから変わりました\
+                     （FAQ Q18）。https://www.lineauth.mnw で回線認証を確認してください。"
                     .into(),
-                en: "This host's IPv6 prefix changed since oqsdns started: do line \
-                     authentication (回線認証) again at https://www.lineauth.mnw."
+                en: "This host's IPv6 prefix is not the one oqsdns recorded for the line (FAQ \
+                     Q18): check line authentication (回線認証) again at https://www.lineauth.mnw."
                     .into(),
-                action_ja: "オンライン資格確認端末のブラウザ（Microsoft Edge）で https://www.lineauth.mnw を\
-                            開いてください。「認証済みです。」と表示されれば、回線認証の対応は不要です\
-                            （それでもオンライン資格確認システムに接続できない場合は、ネットワークやシステム側の影響が\
-                            考えられるため問い合わせてください）。「希望する／希望しない」の画面が表示されたら「希望する」を押し、「回線認証が成功しました。」\
-                            と表示されることを確認してください（FAQ Q18, 3-1 手順1, p.14）。"
-                    .into(),
-                action_en: "On the terminal's browser (Microsoft Edge) open https://www.lineauth.mnw. \
-                            If it says \"認証済みです。\" (already authenticated), there is nothing to \
-                            do (if the system still cannot be reached, the network or system side \
-                            may be at fault: ask the support desk). If it shows the \"希望する/希望しない\" (wish / do not wish) screen, \
-                            choose \"希望する\" and check that it says \"回線認証が成功しました。\" \
-                            (FAQ Q18; 3-1 step 1, p.14)."
-                    .into(),
+                action_ja: format!(
+                    "オンライン資格確認端末のブラウザ（Microsoft Edge）で https://www.lineauth.mnw を開いてください。\
+                     「認証済みです。」と表示されれば、回線認証の対応は不要です（それでもオンライン資格確認システムに\
+                     接続できない場合は、ネットワークやシステム側の影響が考えられるため、ネットワークサポートデスク\
+                     （0120-220-571、FAQ Q21）へ問い合わせてください）。「希望する／希望しない」の画面が表示されたら\
+                     「希望する」を押し、「回線認証が成功しました。」と表示されることを確認してください（FAQ Q18、\
+                     3-1 手順1, p.14）。そのあと oqsdns 機で `{}` を実行してください（システムベンダーが行っても\
+                     かまいません）。実行するまで、この表示は oqsdns を再起動しても消えません。",
+                    cmd.confirm
+                ),
+                action_en: format!(
+                    "On the terminal's browser (Microsoft Edge) open https://www.lineauth.mnw. If it \
+                     says \"認証済みです。\" (already authenticated), there is nothing to do (if \
+                     the system still cannot be reached, the network or system side may be at \
+                     fault: call the network support desk, 0120-220-571, FAQ Q21). If it shows \
+                     the \"希望する/希望しない\" (wish / do not wish) screen, choose \"希望する\" \
+                     and check that it says \"回線認証が成功しました。\" (FAQ Q18; 3-1 step 1, \
+                     p.14). Then run `{}` on the oqsdns box (the vendor may do it). Until then \
+                     this warning stays, across restarts of oqsdns.",
+                    cmd.confirm
+                ),
             },
-            "FAQ Q18, 3-1 (p.14)",
+            "FAQ Q18, 3-1 (p.14), FAQ Q21",
             false,
         ));
     }
@@ -633,6 +651,95 @@ fn join_addrs<'a>(servers: impl Iterator<Item = &'a ServerFinding>) -> String {
         .map(|s| s.addr.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A verdict of each kind as [`verdicts`] gives it, from typical findings on an east-area
+/// host (the guide's addresses): what the guides' verdict tables describe, row by row. `None`
+/// for an id not in [`id::ALL`].
+pub fn example(id: &str) -> Option<Verdict> {
+    let server = |addr: &str, udp: bool, tcp: bool| ServerFinding {
+        addr: addr.parse().expect("a valid example address"),
+        udp,
+        tcp,
+    };
+    let route = |name: &str, kind: RouteKind, servers: Vec<ServerFinding>| RouteFinding {
+        name: name.into(),
+        kind,
+        servers,
+    };
+    let (nw1, nw2) = (
+        "[2404:1a8:f583:d00::53:1]:53",
+        "[2404:1a8:f583:d00::53:2]:53",
+    );
+    let (ngn, west, internet) = (
+        "[2404:1a8:7f01:a::3]:53",
+        "[2001:a7ff:f014:d00::53:1]:53",
+        "192.0.2.53:53",
+    );
+    let mut f = Findings {
+        daemon_answers: true,
+        daemon_udp: true,
+        daemon_tcp: true,
+        routes: vec![
+            route("ngn", RouteKind::Ngn, vec![server(ngn, true, true)]),
+            route(
+                "nw-base",
+                RouteKind::NwBase,
+                vec![server(nw1, true, true), server(nw2, true, true)],
+            ),
+            route(
+                "default",
+                RouteKind::Default,
+                vec![server(internet, true, true)],
+            ),
+        ],
+        other_area: Some(route(
+            "nw-base",
+            RouteKind::NwBase,
+            vec![server(west, false, false)],
+        )),
+        host_global_ipv6: true,
+        prefix_changed: Some(false),
+        centre: vec![CentreFinding {
+            name: "hweb.oqs.onshikaku.org".into(),
+            addr: "2404:1a8:f583:1a10:2779:2395:6092:37fd"
+                .parse()
+                .expect("a valid example address"),
+            connected: true,
+            error: None,
+        }],
+        openwrt: false,
+    };
+    let dead_nw_base = |f: &mut Findings| {
+        f.routes[1].servers = vec![server(nw1, false, false), server(nw2, false, false)];
+    };
+    match id {
+        id::OK => {}
+        id::DAEMON_NOT_ANSWERING => {
+            (f.daemon_answers, f.daemon_udp, f.daemon_tcp) = (false, false, false);
+        }
+        id::NO_IPV6 => f.host_global_ipv6 = false,
+        id::WRONG_AREA => {
+            dead_nw_base(&mut f);
+            f.other_area = Some(route(
+                "nw-base",
+                RouteKind::NwBase,
+                vec![server(west, true, true)],
+            ));
+        }
+        id::NW_BASE_UNREACHABLE => dead_nw_base(&mut f),
+        id::CENTRE_UNREACHABLE => {
+            f.centre[0].connected = false;
+            f.centre[0].error = Some("timed out".into());
+        }
+        id::TCP_BLOCKED => f.routes[1].servers[0].tcp = false,
+        id::ROUTE_DOWN => f.routes[2].servers[0] = server(internet, false, false),
+        id::SERVER_DOWN => f.routes[1].servers[1] = server(nw2, false, false),
+        id::DAEMON_FAILS_NAMES => f.daemon_udp = false,
+        id::PREFIX_CHANGED => f.prefix_changed = Some(true),
+        _ => return None,
+    }
+    verdicts(&f).into_iter().find(|v| v.id == id)
 }
 
 /// Whether every verdict is good news: the exit status of `oqsdns check`.

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::check::verdict::Severity;
+use crate::check::verdict::{self, Severity};
 use crate::check::Answer;
 
 use super::view::{ServerView, Status};
@@ -41,6 +41,7 @@ struct Words {
     not_probed: &'static str,
     ipv6: &'static str,
     prefix_changed: &'static str,
+    reauth: &'static str,
     updated: &'static str,
     switch: (&'static str, &'static str),
     next: &'static str,
@@ -82,7 +83,8 @@ const JA: Words = Words {
     reason: "理由",
     not_probed: "まだ問い合わせていません",
     ipv6: "このホストのグローバル IPv6",
-    prefix_changed: "起動後に変化",
+    prefix_changed: "回線のものとして記録したプレフィックスから変化",
+    reauth: "回線認証（FAQ Q18）を確認したあと、oqsdns 機で次を実行するまで、この表示は再起動しても消えません：",
     updated: "更新",
     switch: ("/en", "English"),
     next: "次にすること",
@@ -94,7 +96,7 @@ const JA: Words = Words {
     connected: "接続",
     clients: "oqsdns を使っている端末",
     clients_note: "最近問い合わせた端末（オンライン資格確認端末など）。オン資の名前: 接続ガイドの表（手順3）の転送先で解決する名前",
-    clients_none: "まだどの端末からも問い合わせがありません。",
+    clients_none: "まだどの端末からも問合せがありません。",
     clients_off: "表示しない設定です（[status] clients = false）。",
     client: "端末のアドレス",
     last_query: "最後の問合せ (JST)",
@@ -124,7 +126,8 @@ const EN: Words = Words {
     reason: "Reason",
     not_probed: "not asked yet",
     ipv6: "This host's global IPv6",
-    prefix_changed: "changed since the start",
+    prefix_changed: "not the prefix recorded for the line",
+    reauth: "After checking line authentication (FAQ Q18), run this on the oqsdns box; until then this stays, across restarts:",
     updated: "Updated",
     switch: ("/", "日本語"),
     next: "Next step",
@@ -367,7 +370,12 @@ pub fn render(status: &Status, lang: Lang) -> String {
         status.prefixes.join(" ")
     };
     let changed = if status.prefix_changed {
-        format!(" <span class=\"ng\">({})</span>", w.prefix_changed)
+        format!(
+            " <span class=\"ng\">({})</span><br>{} <code>{}</code>",
+            w.prefix_changed,
+            w.reauth,
+            esc(verdict::confirm_reauth_command(verdict::on_openwrt()))
+        )
     } else {
         String::new()
     };
@@ -502,5 +510,51 @@ fn names_rows(h: &mut String, w: &Words, route: &str, server: &ServerView) {
             mark(row.udp.as_ref()),
             mark(row.tcp.as_ref())
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::verdict;
+
+    fn status(prefix_changed: bool) -> Status {
+        let verdicts = [if prefix_changed {
+            verdict::id::PREFIX_CHANGED
+        } else {
+            verdict::id::OK
+        }]
+        .iter()
+        .filter_map(|id| verdict::example(id))
+        .collect();
+        Status {
+            ok: !prefix_changed,
+            area: oqsdns_config::Area::East,
+            time: super::super::view::Time::of(std::time::UNIX_EPOCH),
+            verdicts,
+            routes: Vec::new(),
+            changes: Vec::new(),
+            prefixes: vec!["2408:82:1234:5600::/64".into()],
+            prefix_changed,
+            centre: Vec::new(),
+            centre_checked: None,
+            clients: None,
+        }
+    }
+
+    #[test]
+    fn a_changed_prefix_shows_how_to_clear_it() {
+        let command = verdict::confirm_reauth_command(verdict::on_openwrt());
+        assert!(command.contains("oqsdns check") && command.contains("--confirm-reauth"));
+        for lang in [Lang::Ja, Lang::En] {
+            let page = render(&status(true), lang);
+            let line = page
+                .lines()
+                .find(|l| l.contains("2408:82:1234:5600::/64"))
+                .expect("the prefix line");
+            assert!(line.contains(&format!("<code>{command}</code>")), "{line}");
+            assert!(line.contains("FAQ Q18"), "{line}");
+            assert!(!render(&status(false), lang).contains("--confirm-reauth"));
+        }
     }
 }

@@ -39,7 +39,8 @@ pub struct Status {
     pub changes: Vec<ChangeView>,
     /// The host's global IPv6 prefixes now.
     pub prefixes: Vec<String>,
-    /// They differ from those at start: line authentication must be done again (FAQ Q18).
+    /// One is not a prefix the line is known to have (the state file): line authentication must
+    /// be checked (FAQ Q18), then confirmed with `oqsdns check --confirm-reauth`.
     pub prefix_changed: bool,
     /// The last TCP/443 connections to the centre's addresses (empty before the first, or
     /// without an area's table).

@@ -214,6 +214,27 @@ fn status_listen_turns_the_status_endpoint_on() {
     assert!(error.to_string().contains("status_listen"), "{error}");
 }
 
+#[test]
+fn status_clients_turns_the_per_terminal_list_off() {
+    let listen = "\toption status_listen '192.168.1.1:9153'\n";
+    let on = load(&format!("config oqsdns\n{listen}")).unwrap();
+    assert!(on.status.expect("[status] set").clients, "on by default");
+    for text in [
+        format!("config oqsdns\n{listen}\toption status_clients '0'\n"),
+        format!("config oqsdns\n\toption status_clients '0'\n{listen}"),
+    ] {
+        let status = load(&text).unwrap().status.expect("[status] set");
+        assert!(!status.clients, "{text}");
+    }
+    let again = load(&format!(
+        "config oqsdns\n{listen}\toption status_clients '1'\n"
+    ))
+    .unwrap();
+    assert!(again.status.expect("[status] set").clients);
+    let error = load("config oqsdns\n\toption status_clients 'maybe'\n").unwrap_err();
+    assert!(error.to_string().starts_with("line 2: "), "{error}");
+}
+
 /// Each bad file or text, the line the error names, and words the message must contain.
 #[test]
 fn errors_name_the_line() {

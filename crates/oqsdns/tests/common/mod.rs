@@ -123,7 +123,10 @@ impl Running {
         let mut buf = [0u8; 4096];
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            assert!(std::time::Instant::now() < deadline, "no {what} within 10 s");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what} within 10 s"
+            );
             let len = match self.notify.recv(&mut buf) {
                 Ok(len) => len,
                 // A signal to the test process (another test's child exiting) interrupts recv.

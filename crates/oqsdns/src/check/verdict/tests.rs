@@ -442,3 +442,12 @@ fn several_findings_give_several_verdicts_in_order() {
         [id::NW_BASE_UNREACHABLE, id::TCP_BLOCKED, id::PREFIX_CHANGED]
     );
 }
+
+#[test]
+fn every_id_has_an_example_of_its_own() {
+    for name in id::ALL {
+        let v = example(name).unwrap_or_else(|| panic!("{name}: no example"));
+        assert_eq!(v.id, name);
+    }
+    assert!(example("no-such-verdict").is_none());
+}
