@@ -13,6 +13,7 @@ pub mod local;
 pub mod metrics;
 pub mod prefix;
 pub mod probe;
+pub mod probe_result;
 pub mod ratelimit;
 pub mod reach;
 pub mod rebind;

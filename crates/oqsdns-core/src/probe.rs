@@ -10,19 +10,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{Outcome, ServerHealth};
+pub use crate::probe_result::{ProbeError, ProbeResult};
 use crate::upstream::{self, Transport};
 use crate::wire::{self, Rcode};
-
-/// One probe's result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeResult {
-    /// The question.
-    pub probe: ProbeName,
-    /// The addresses of the answer (A and AAAA), or why it failed.
-    pub result: Result<Vec<IpAddr>, String>,
-    /// Time to the answer (or to the failure).
-    pub latency: Duration,
-}
 
 /// Asks `server` one probe question over `transport`.
 pub async fn probe(
@@ -42,7 +32,7 @@ pub async fn probe(
         Transport::Tcp => upstream::tcp(server, &query, id, question, deadline).await,
     };
     let result = match reply {
-        Err(error) => Err(error.to_string()),
+        Err(error) => Err(ProbeError::from(error)),
         Ok(reply) => judge(probe, &reply.bytes, reply.info.rcode, reply.info.truncated),
     };
     ProbeResult {
@@ -52,40 +42,28 @@ pub async fn probe(
     }
 }
 
-fn rcode_name(rcode: u8) -> String {
-    match rcode {
-        0 => "NOERROR".into(),
-        1 => "FORMERR".into(),
-        2 => "SERVFAIL".into(),
-        3 => "NXDOMAIN".into(),
-        4 => "NOTIMP".into(),
-        5 => "REFUSED".into(),
-        n => format!("RCODE{n}"),
-    }
-}
-
 fn judge(
     probe: &ProbeName,
     reply: &[u8],
     rcode: u8,
     truncated: bool,
-) -> Result<Vec<IpAddr>, String> {
+) -> Result<Vec<IpAddr>, ProbeError> {
     if let Some(expected) = probe.rcode {
         return if rcode == expected {
             Ok(Vec::new())
         } else {
-            Err(rcode_name(rcode))
+            Err(ProbeError::Rcode(rcode.into()))
         };
     }
     if rcode != Rcode::NoError as u8 {
-        return Err(rcode_name(rcode));
+        return Err(ProbeError::Rcode(rcode.into()));
     }
     if truncated {
         return Ok(Vec::new()); // the server answered over this transport; TC is not a failure
     }
-    let records = wire::answer_records(reply).ok_or("malformed answer")?;
+    let records = wire::answer_records(reply).ok_or(ProbeError::Malformed)?;
     if !records.iter().any(|(rtype, _)| *rtype == probe.rtype) {
-        return Err(format!("no {} record in the answer", probe.type_name()));
+        return Err(ProbeError::NoRecord(probe.type_name()));
     }
     Ok(records
         .iter()

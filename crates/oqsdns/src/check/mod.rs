@@ -38,6 +38,11 @@ pub struct Answer {
     pub error: Option<String>,
     /// Time to the answer or the failure, in milliseconds.
     pub latency_ms: u64,
+    /// The server replied, even if not with what was asked (an error response code, a record
+    /// of another type, a reply that does not match), as opposed to silence, a refused
+    /// connection or an unreachable network.
+    #[serde(skip)]
+    pub replied: bool,
 }
 
 impl From<ProbeResult> for Answer {
@@ -49,12 +54,14 @@ impl From<ProbeResult> for Answer {
                 addresses,
                 error: None,
                 latency_ms,
+                replied: true,
             },
             Err(error) => Self {
                 ok: false,
                 addresses: Vec::new(),
-                error: Some(error),
+                error: Some(error.to_string()),
                 latency_ms,
+                replied: error.replied(),
             },
         }
     }
@@ -294,6 +301,7 @@ pub async fn run_with(config: &Config, server: SocketAddr, resolv_conf: &Path) -
                                     addresses: Vec::new(),
                                     error: Some("not asked".into()),
                                     latency_ms: 0,
+                                    replied: false,
                                 },
                                 |r| Answer::from(r.5.clone()),
                             )
@@ -457,23 +465,7 @@ pub async fn confirm_reauth(config: &Config, server: SocketAddr) -> Result<Confi
 /// Whether the server said anything at all (an answer, or an error response code), as opposed to
 /// silence, a refused connection or an unreachable network.
 fn answered(answer: &Answer) -> bool {
-    answer.ok
-        || answer.error.as_deref().is_some_and(|e| {
-            [
-                "NOERROR",
-                "FORMERR",
-                "SERVFAIL",
-                "NXDOMAIN",
-                "NOTIMP",
-                "REFUSED",
-                "RCODE",
-                "no ",
-                "malformed",
-                "reply does not match",
-            ]
-            .iter()
-            .any(|p| e.starts_with(p))
-        })
+    answer.ok || answer.replied
 }
 
 fn server_finding(addr: SocketAddr, rows: &[Row]) -> ServerFinding {
