@@ -9,9 +9,9 @@ use arc_swap::ArcSwap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clients::{Clients, TableAnswer, DEFAULT_SLOTS as CLIENT_SLOTS};
-use crate::forward::{Runtime, Shared};
 use crate::prefix::PrefixWatch;
 use crate::ratelimit::{RateLimiter, DEFAULT_SLOTS};
+use crate::runtime::{Runtime, Shared};
 use crate::status_txt;
 use crate::upstream::Transport;
 use crate::wire::{Rcode, Rejected, Request};

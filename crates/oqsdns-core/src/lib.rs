@@ -18,6 +18,7 @@ pub mod ratelimit;
 pub mod reach;
 pub mod rebind;
 pub mod router;
+pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod status_txt;
@@ -26,6 +27,7 @@ pub mod throttle;
 pub mod upstream;
 pub mod wire;
 
-pub use forward::{Group, Runtime};
+pub use forward::Group;
 pub use handler::Handler;
+pub use runtime::Runtime;
 pub use upstream::Transport;

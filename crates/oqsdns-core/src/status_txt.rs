@@ -5,8 +5,8 @@ use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
 use crate::compose::{self, Records};
-use crate::forward::Runtime;
 use crate::prefix::Prefixes;
+use crate::runtime::Runtime;
 use crate::upstream::Transport;
 use crate::wire::{Rcode, Request, MAX_MESSAGE};
 
