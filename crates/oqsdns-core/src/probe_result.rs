@@ -27,6 +27,9 @@ pub struct ProbeResult {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProbeError {
+    /// The question cannot be written (a name hickory does not take).
+    #[error("the question cannot be asked")]
+    Unaskable,
     /// No reply before the deadline.
     #[error("timed out")]
     Timeout,
@@ -57,7 +60,7 @@ impl ProbeError {
     /// as opposed to silence, a refused connection or an unreachable network.
     pub fn replied(&self) -> bool {
         match self {
-            Self::Timeout | Self::Network { .. } => false,
+            Self::Unaskable | Self::Timeout | Self::Network { .. } => false,
             Self::Mismatch(_) | Self::Rcode(_) | Self::Malformed | Self::NoRecord(_) => true,
         }
     }
