@@ -9,7 +9,7 @@ use oqsdns_config::{ProbeName, Route, RouteOrigin};
 use tracing::{debug, warn};
 
 use crate::cache::{self, Cache};
-use crate::health::{HealthRegistry, Outcome, Plan, ServerHealth, Thresholds};
+use crate::health::{self, HealthRegistry, Outcome, Plan, ServerHealth, Thresholds};
 use crate::inflight::Found;
 use crate::metrics::RouteStats;
 use crate::rebind::Rebind;
@@ -64,6 +64,12 @@ impl Group {
             stats: registry.route_stats(name),
             warn_failed: Throttle::new(FAIL_WARN_INTERVAL),
         }
+    }
+
+    /// Its servers, each once (a route may name a server twice).
+    pub fn unique_servers(&self) -> Vec<&Arc<ServerHealth>> {
+        let once = health::each_server_once(self.servers.iter().map(|s| ((), s)));
+        once.into_iter().map(|(_, s)| s).collect()
     }
 }
 

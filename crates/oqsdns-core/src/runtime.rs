@@ -13,7 +13,7 @@ use tracing::debug;
 use crate::acl::Acl;
 use crate::cache::{self, Cache};
 use crate::forward::{self, Group};
-use crate::health::{HealthRegistry, Thresholds};
+use crate::health::{self, HealthRegistry, ServerHealth, Thresholds};
 use crate::inflight::Inflight;
 use crate::local::{self, Own};
 use crate::metrics::Metrics;
@@ -88,15 +88,7 @@ impl Runtime {
         };
         let routes = config.routes_effective();
         let mut groups: Vec<Group> = Vec::with_capacity(routes.len() + 1);
-        let default: Vec<SocketAddr> = config
-            .forward
-            .default
-            .iter()
-            .flat_map(|s| match s {
-                DefaultServer::System => system.to_vec(),
-                DefaultServer::Addr(a) => vec![a.0],
-            })
-            .collect();
+        let default = DefaultServer::expand(&config.forward.default, system);
         let names = config.forward.names.clone();
         let mut group = Group::new("default", &default, names, false, registry, limits);
         group.stale_for = config.cache.serve_stale_default.0.unwrap_or_default();
@@ -136,6 +128,15 @@ impl Runtime {
     /// The upstream groups; index 0 is the default.
     pub fn groups(&self) -> &[Group] {
         &self.groups
+    }
+
+    /// Every server of every group once, with the first group that names it.
+    pub fn servers(&self) -> Vec<(&Group, &Arc<ServerHealth>)> {
+        health::each_server_once(
+            self.groups
+                .iter()
+                .flat_map(|g| g.servers.iter().map(move |s| (g, s))),
+        )
     }
 
     /// Whether `client` may query.
@@ -250,5 +251,47 @@ impl Runtime {
     /// A reply of our own for `request` with `rcode`.
     pub fn reply(&self, request: &Request<'_>, rcode: Rcode) -> Vec<u8> {
         request.reply(rcode, 0, self.udp_payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_stands_for_its_servers_and_each_server_is_listed_once() {
+        let config = Config::from_toml(
+            "area = \"none\"\n[forward]\ndefault = [\"192.0.2.1\", \"system\", \"192.0.2.1\"]\n\
+             [[route]]\nname = \"lab\"\ndomains = [\"lab.example\"]\nservers = [\"192.0.2.9\", \"192.0.2.1\"]\n",
+        )
+        .unwrap();
+        let system: Vec<SocketAddr> = ["192.0.2.7:53", "192.0.2.1:53"]
+            .map(|a| a.parse().unwrap())
+            .to_vec();
+        let runtime = Runtime::build(&config, &system, &HealthRegistry::default());
+        let port = |a: &str| -> SocketAddr { a.parse().unwrap() };
+        let addrs = |servers: &[&Arc<ServerHealth>]| -> Vec<SocketAddr> {
+            servers.iter().map(|s| s.addr).collect()
+        };
+        let default = &runtime.groups()[0];
+        assert_eq!(default.servers.len(), 4, "system expanded in its place");
+        assert_eq!(
+            addrs(&default.unique_servers()),
+            [port("192.0.2.1:53"), port("192.0.2.7:53")]
+        );
+        let all: Vec<(&str, SocketAddr)> = runtime
+            .servers()
+            .iter()
+            .map(|(g, s)| (g.name.as_str(), s.addr))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                ("default", port("192.0.2.1:53")),
+                ("default", port("192.0.2.7:53")),
+                ("lab", port("192.0.2.9:53")),
+                ("lab", port("192.0.2.1:53")), // its own health in this route
+            ]
+        );
     }
 }

@@ -172,16 +172,8 @@ fn targets(config: &Config, resolv_conf: &Path) -> Vec<Target> {
             names: r.names.clone(),
         })
         .collect();
-    let listening: Vec<SocketAddr> = config.server.addresses();
-    let mut defaults = Vec::new();
-    for server in &config.forward.default {
-        match server {
-            DefaultServer::Addr(a) => defaults.push(a.0),
-            DefaultServer::System => {
-                defaults.extend(crate::system_servers(resolv_conf, &listening));
-            }
-        }
-    }
+    let system = crate::system_for(config, resolv_conf, &config.server.addresses());
+    let defaults = DefaultServer::expand(&config.forward.default, &system);
     out.push(Target {
         route: "default".into(),
         kind: RouteKind::Default,
