@@ -15,7 +15,7 @@ use crate::metrics::RouteStats;
 use crate::rebind::Rebind;
 use crate::throttle::Throttle;
 use crate::upstream::{self, Transport};
-use crate::wire::{self, Rcode, Request};
+use crate::wire::{self, Parsed, Rcode, Request};
 
 /// A "route failed" warning is repeated at most this often per group.
 const FAIL_WARN_INTERVAL: Duration = Duration::from_secs(10);
@@ -107,6 +107,7 @@ pub(crate) async fn fetch(
         .into_iter()
         .peekable();
     let query: Arc<[u8]> = request.message().into();
+    let parsed = request.parsed();
     // Each server being asked, with its place in the order of asking.
     let mut running: Vec<(Arc<ServerHealth>, usize, Ask)> = Vec::with_capacity(2);
     let mut hedge_at = None;
@@ -146,7 +147,13 @@ pub(crate) async fn fetch(
             }
             let delay = hedge_delay(&server, timeout);
             let sockets = sockets.clone();
-            let asked = ask(server.clone(), plan, query.clone(), try_timeout, sockets);
+            let asked = ask(
+                server.clone(),
+                plan,
+                (query.clone(), parsed),
+                try_timeout,
+                sockets,
+            );
             let place = asked_so_far;
             asked_so_far += 1;
             running.push((server, place, Box::pin(async move { (place, asked.await) })));
@@ -314,11 +321,12 @@ enum Miss {
 async fn ask(
     server: Arc<ServerHealth>,
     plan: Plan,
-    query: Arc<[u8]>,
+    (query, parsed): (Arc<[u8]>, Parsed),
     timeout: Duration,
     sockets: Arc<upstream::SocketPool>,
 ) -> Result<Vec<u8>, Miss> {
-    let request = Request::parse(&query).map_err(|_| Miss::Answered)?;
+    // Parsed once, by the listener: put together again, not parsed per server.
+    let request = Request::from_parsed(&query, parsed).ok_or(Miss::Answered)?;
     let route = &server.route;
     let started = Instant::now();
     let tcp_only = plan == Plan::TcpOnly;

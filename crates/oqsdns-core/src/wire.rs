@@ -524,9 +524,11 @@ pub fn build_query(id: u16, qname: &[u8], qtype: u16) -> Vec<u8> {
 }
 
 mod names;
+mod parsed;
 mod records;
 
 pub use names::{display_name, lowercase_name, name_to_wire, name_to_wire_keep_case};
+pub use parsed::Parsed;
 pub use records::{
     answer_records, is_truncated, question_end, rcode_of, records, ttl_at, RecordAt, Section,
 };
