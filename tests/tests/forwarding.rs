@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -157,18 +157,14 @@ async fn the_alternate_answers_when_the_primary_times_out_fails_or_refuses() {
             });
             config.forward.timeout = "300ms".parse().unwrap();
             let daemon = Daemon::start(config).await;
-            let started = Instant::now();
             let answer = client::udp(
                 daemon.addr(),
                 &query("www.lineauth.mnw", RecordType::TXT, None),
             )
             .await;
+            // Within the client's wait; that a silent primary is raced rather than waited for
+            // is health.rs's test, asserted by what was asked, not by the clock.
             assert_eq!(txt_of(&answer), ["alternate"]);
-            assert!(
-                started.elapsed() < Duration::from_secs(2),
-                "failover took {:?}",
-                started.elapsed()
-            );
             assert_eq!(primary.total(), 1);
         }
     })
@@ -634,13 +630,12 @@ async fn tcp_connections_are_capped_and_idle_ones_closed() {
             client::read_frame(&mut third).await.is_none(),
             "a third connection is closed"
         );
-        // Idle connections are closed after 500 ms, which frees the slots.
-        let started = Instant::now();
+        // Idle connections are closed after 500 ms, which frees the slots: a new connection is
+        // served below (with the cap of two, it would not be while they were held).
         assert!(
             client::read_frame(&mut first).await.is_none(),
             "idle connection closed"
         );
-        assert!(started.elapsed() < Duration::from_secs(3));
         assert!(client::read_frame(&mut second).await.is_none());
         let answer = client::tcp(daemon.addr(), &query("ok.example", RecordType::TXT, None)).await;
         assert_eq!(txt_of(&answer), ["ok"]);
