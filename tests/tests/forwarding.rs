@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -157,18 +157,14 @@ async fn the_alternate_answers_when_the_primary_times_out_fails_or_refuses() {
             });
             config.forward.timeout = "300ms".parse().unwrap();
             let daemon = Daemon::start(config).await;
-            let started = Instant::now();
             let answer = client::udp(
                 daemon.addr(),
                 &query("www.lineauth.mnw", RecordType::TXT, None),
             )
             .await;
+            // Within the client's wait; that a silent primary is raced rather than waited for
+            // is health.rs's test, asserted by what was asked, not by the clock.
             assert_eq!(txt_of(&answer), ["alternate"]);
-            assert!(
-                started.elapsed() < Duration::from_secs(2),
-                "failover took {:?}",
-                started.elapsed()
-            );
             assert_eq!(primary.total(), 1);
         }
     })
@@ -183,18 +179,29 @@ async fn all_servers_failing_gives_servfail_within_servers_times_timeout() {
         let mut config = east_table_on(&[a.addr], &[a.addr, b.addr], &[b.addr]);
         config.forward.timeout = "200ms".parse().unwrap();
         let daemon = Daemon::start(config).await;
-        let started = Instant::now();
         let answer = client::udp(
             daemon.addr(),
             &query("hweb.oqs.onshikaku.org", RecordType::A, None),
         )
         .await;
-        let took = started.elapsed();
         assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
-        assert!(
-            took >= Duration::from_millis(400) && took < Duration::from_millis(1500),
-            "took {took:?}"
-        );
+        // SERVFAIL came once each server had been given its whole timeout over UDP, and no try
+        // was made twice: within servers × timeout, whatever the machine's load.
+        for (i, server) in [&a, &b].into_iter().enumerate() {
+            let udp = oqsdns_core::Transport::Udp;
+            let health = daemon.health("nw-base", i);
+            assert_eq!(
+                health.stats.timeouts.of(udp).get(),
+                1,
+                "server {i} timed out"
+            );
+            let asked = server
+                .received()
+                .iter()
+                .filter(|r| r.via == Via::Udp)
+                .count();
+            assert_eq!(asked, 1, "server {i} asked once over UDP");
+        }
     })
     .await;
 }
@@ -623,13 +630,12 @@ async fn tcp_connections_are_capped_and_idle_ones_closed() {
             client::read_frame(&mut third).await.is_none(),
             "a third connection is closed"
         );
-        // Idle connections are closed after 500 ms, which frees the slots.
-        let started = Instant::now();
+        // Idle connections are closed after 500 ms, which frees the slots: a new connection is
+        // served below (with the cap of two, it would not be while they were held).
         assert!(
             client::read_frame(&mut first).await.is_none(),
             "idle connection closed"
         );
-        assert!(started.elapsed() < Duration::from_secs(3));
         assert!(client::read_frame(&mut second).await.is_none());
         let answer = client::tcp(daemon.addr(), &query("ok.example", RecordType::TXT, None)).await;
         assert_eq!(txt_of(&answer), ["ok"]);

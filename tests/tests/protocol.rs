@@ -128,11 +128,11 @@ async fn a_stale_answer_takes_rd_and_cd_from_the_query_it_answers() {
 async fn identical_queries_joined_in_flight_each_get_their_own_header() {
     within(async {
         // The upstream holds its answer long enough for every query below to join the first.
-        // The try's timeout is long enough that the daemon does not also ask over TCP (it does
-        // after half a timeout of UDP silence).
         let fake = upstream(300, Arc::default(), Duration::from_millis(700)).await;
         let mut config = config_with_default(&[fake.addr]);
-        config.forward.timeout = oqsdns_config::HumanDuration(Duration::from_secs(4));
+        // Far beyond the hold, so the TCP try made after half a timeout of UDP silence does not
+        // come first and count as a second question.
+        config.forward.timeout = "10s".parse().unwrap();
         let daemon = Daemon::start(config).await;
         let addr = daemon.addr();
         let queries = [

@@ -120,6 +120,20 @@ pub enum DefaultServer {
     Addr(ServerAddr),
 }
 
+impl DefaultServer {
+    /// The addresses of `servers` in order, `"system"` replaced by `system` (the nameservers it
+    /// stands for): the one expansion of `"system"`.
+    pub fn expand(servers: &[Self], system: &[SocketAddr]) -> Vec<SocketAddr> {
+        servers
+            .iter()
+            .flat_map(|server| match server {
+                Self::System => system.to_vec(),
+                Self::Addr(addr) => vec![addr.0],
+            })
+            .collect()
+    }
+}
+
 impl FromStr for DefaultServer {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

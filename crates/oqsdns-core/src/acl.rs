@@ -2,14 +2,12 @@
 //! open resolver.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use oqsdns_config::AllowEntry;
 
-use crate::throttle::Throttle;
+use crate::throttle::Reread;
 
 /// How often the host's own prefixes may be re-read when an unknown client asks.
 const LOCAL_REFRESH: Duration = Duration::from_secs(1);
@@ -18,15 +16,9 @@ const LOCAL_REFRESH: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Acl {
     nets: Vec<IpNet>,
-    local: Option<LocalPrefixes>,
-}
-
-/// The prefixes on this host's interfaces, re-read when a client outside them asks (at most once
-/// a second), so a prefix the line assigns later is served without a restart.
-#[derive(Debug)]
-struct LocalPrefixes {
-    nets: ArcSwap<Vec<IpNet>>,
-    reread: Throttle,
+    /// The prefixes on this host's interfaces, re-read when a client outside them asks (at most
+    /// once a second), so a prefix the line assigns later is served without a restart.
+    local: Option<Reread<Vec<IpNet>>>,
 }
 
 impl Acl {
@@ -39,10 +31,9 @@ impl Acl {
                 AllowEntry::Local => None,
             })
             .collect();
-        let local = entries.contains(&AllowEntry::Local).then(|| LocalPrefixes {
-            nets: ArcSwap::from_pointee(interface_prefixes()),
-            reread: Throttle::new(LOCAL_REFRESH),
-        });
+        let local = entries
+            .contains(&AllowEntry::Local)
+            .then(|| Reread::new(interface_prefixes, LOCAL_REFRESH));
         Self { nets, local }
     }
 
@@ -52,24 +43,9 @@ impl Acl {
         if self.nets.iter().any(|n| n.contains(&client)) {
             return true;
         }
-        let Some(local) = &self.local else {
-            return false;
-        };
-        if local.nets.load().iter().any(|n| n.contains(&client)) {
-            return true;
-        }
-        local.refresh() && local.nets.load().iter().any(|n| n.contains(&client))
-    }
-}
-
-impl LocalPrefixes {
-    /// Re-reads the interfaces unless that was done within the last second.
-    fn refresh(&self) -> bool {
-        if !self.reread.ready() {
-            return false;
-        }
-        self.nets.store(Arc::new(interface_prefixes()));
-        true
+        self.local
+            .as_ref()
+            .is_some_and(|local| local.holds(|nets| nets.iter().any(|n| n.contains(&client))))
     }
 }
 

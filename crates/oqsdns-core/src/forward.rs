@@ -1,24 +1,21 @@
-//! Forwarding: the runtime built from a configuration (access list, routing table, upstream
-//! groups) and the failover over a group's servers.
+//! Forwarding: a route's group of servers and the failover over them (order of health, hedged
+//! races, the TCP try when UDP is silent). The [`Runtime`](crate::Runtime) calls [`fetch`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oqsdns_config::{Area, Config, DefaultServer, ProbeName, Route, RouteOrigin};
+use oqsdns_config::{ProbeName, Route, RouteOrigin};
 use tracing::{debug, warn};
 
-use crate::acl::Acl;
 use crate::cache::{self, Cache};
-use crate::health::{HealthRegistry, Outcome, Plan, ServerHealth, Thresholds};
-use crate::inflight::{Found, Inflight};
-use crate::local::{self, Own};
-use crate::metrics::{Metrics, RouteStats};
+use crate::health::{self, HealthRegistry, Outcome, Plan, ServerHealth, Thresholds};
+use crate::inflight::Found;
+use crate::metrics::RouteStats;
 use crate::rebind::Rebind;
-use crate::router::Router;
 use crate::throttle::Throttle;
 use crate::upstream::{self, Transport};
-use crate::wire::{self, Rcode, Request, MAX_MESSAGE};
+use crate::wire::{self, Parsed, Rcode, Request};
 
 /// A "route failed" warning is repeated at most this often per group.
 const FAIL_WARN_INTERVAL: Duration = Duration::from_secs(10);
@@ -68,6 +65,12 @@ impl Group {
             warn_failed: Throttle::new(FAIL_WARN_INTERVAL),
         }
     }
+
+    /// Its servers, each once (a route may name a server twice).
+    pub fn unique_servers(&self) -> Vec<&Arc<ServerHealth>> {
+        let once = health::each_server_once(self.servers.iter().map(|s| ((), s)));
+        once.into_iter().map(|(_, s)| s).collect()
+    }
 }
 
 fn fingerprint(name: &str, servers: &[SocketAddr]) -> u64 {
@@ -77,378 +80,161 @@ fn fingerprint(name: &str, servers: &[SocketAddr]) -> u64 {
     hasher.finish()
 }
 
-/// What outlives one configuration: the cache, the queries in flight, the rebind filter's log,
-/// and the host's own names.
-#[derive(Debug)]
-pub struct Shared {
-    /// The answer cache.
-    pub cache: Cache,
-    /// Identical queries under way.
-    pub inflight: Inflight,
-    /// The rebind filter.
-    pub rebind: Rebind,
-    /// The host's name and addresses, for local answers.
-    pub own: Own,
-    /// Counters for the status endpoint.
-    pub metrics: Metrics,
-    /// Connected UDP sockets to the upstream servers.
-    pub sockets: Arc<upstream::SocketPool>,
-}
-
-impl Shared {
-    /// State for a daemon with `config`'s cache settings.
-    pub fn new(config: &Config) -> Self {
-        let c = &config.cache;
-        let keep_stale = c
-            .serve_stale
-            .0
-            .unwrap_or_default()
-            .max(c.serve_stale_default.0.unwrap_or_default());
-        let limits = cache::Limits {
-            entries: c.entries,
-            min_ttl: c.min_ttl,
-            max_ttl: c.max_ttl,
-            keep_stale,
-        };
-        Self {
-            cache: Cache::new(limits),
-            inflight: Inflight::default(),
-            rebind: Rebind::default(),
-            own: Own::default(),
-            metrics: Metrics::default(),
-            sockets: Arc::default(),
-        }
-    }
-}
-
-/// Everything a query needs, built from one configuration; swapped whole on reload.
-#[derive(Debug)]
-pub struct Runtime {
-    area: Area,
-    acl: Acl,
-    router: Router,
-    groups: Vec<Group>,
+/// Asks the group's servers in order of health; the accepted reply, filtered and cached.
+///
+/// A server that has not answered within [`hedge_delay`] of being asked (4 × its usual
+/// round-trip time, at least 100 ms) is not given up on: the next server is asked as well
+/// and the first usable answer wins, so a primary that has just gone silent costs a client
+/// about 100 ms instead of the whole timeout. Asks still under way when an answer wins run
+/// on to their end in the background, so their outcome reaches the health table as before.
+///
+/// When UDP is dropped on the path while TCP passes (a firewall, a router's DNS feature),
+/// every UDP try is silent: after the last one began, each server whose UDP try has been
+/// silent for half a timeout is asked the same question over TCP too, within what is left
+/// of the last UDP try's timeout. A route whose UDP is dropped is thus answered from its first query on,
+/// and SERVFAIL, when nothing answers, comes no later than without the TCP tries. The probes,
+/// woken by the UDP failures, then move the servers to TCP for every query.
+pub(crate) async fn fetch(
+    group: &Group,
+    request: &Request<'_>,
+    key: cache::Key,
     timeout: Duration,
-    udp_payload: u16,
-    rebind_protection: bool,
+    rebind: Option<&Rebind>,
+    cache: &Cache,
+    sockets: &Arc<upstream::SocketPool>,
+) -> Found {
+    let mut order = with_tcp_fallback(asking_order(&group.servers))
+        .into_iter()
+        .peekable();
+    let query: Arc<[u8]> = request.message().into();
+    let parsed = request.parsed();
+    // Each server being asked, with its place in the order of asking.
+    let mut running: Vec<(Arc<ServerHealth>, usize, Ask)> = Vec::with_capacity(2);
+    let mut hedge_at = None;
+    let mut asked_so_far = 0;
+    // When each UDP try began, and the places of those that ended otherwise than in
+    // silence (an answer, a refusal): asking those servers over TCP would not help.
+    let mut udp_began: Vec<Instant> = Vec::with_capacity(group.servers.len());
+    let mut not_silent: Vec<usize> = Vec::new();
+    loop {
+        if running.is_empty() || hedge_at.is_some_and(|at| Instant::now() >= at) {
+            let next = loop {
+                match order.next() {
+                    Some(t) if t.fallback && not_silent.contains(&t.udp_place) => continue,
+                    t => break t,
+                }
+            };
+            let Some(Try {
+                server,
+                plan,
+                fallback,
+                ..
+            }) = next
+            else {
+                if running.is_empty() {
+                    break;
+                }
+                hedge_at = None;
+                continue;
+            };
+            // A TCP try ends with the last UDP one: SERVFAIL comes no later than without it.
+            let try_timeout = match (fallback, udp_began.last()) {
+                (true, Some(&began)) => (began + timeout).saturating_duration_since(Instant::now()),
+                _ => timeout,
+            };
+            if try_timeout.is_zero() {
+                continue;
+            }
+            let delay = hedge_delay(&server, timeout);
+            let sockets = sockets.clone();
+            let asked = ask(
+                server.clone(),
+                plan,
+                (query.clone(), parsed),
+                try_timeout,
+                sockets,
+            );
+            let place = asked_so_far;
+            asked_so_far += 1;
+            running.push((server, place, Box::pin(async move { (place, asked.await) })));
+            if !fallback {
+                udp_began.push(Instant::now());
+            }
+            // With no server left to ask, nothing to race: no timer. A server is asked over
+            // TCP once its UDP try has been silent for half a timeout, and the server just
+            // asked has had its hedge delay (at most half a timeout) to answer.
+            let now = Instant::now();
+            hedge_at = order.peek().map(|t| match udp_began.get(t.udp_place) {
+                Some(&began) if t.fallback => {
+                    (began + timeout / 2).max(now + delay.min(timeout / 2))
+                }
+                _ => now + delay,
+            });
+        }
+        let any = std::future::poll_fn(|cx| {
+            for (i, (_, _, ask)) in running.iter_mut().enumerate() {
+                if let std::task::Poll::Ready(reply) = ask.as_mut().poll(cx) {
+                    return std::task::Poll::Ready((i, reply));
+                }
+            }
+            std::task::Poll::Pending
+        });
+        let hedge = async {
+            match hedge_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let (done, (place, reply)) = tokio::select! {
+            done = any => done,
+            () = hedge => continue,
+        };
+        let (winner, _, _) = running.swap_remove(done);
+        let mut reply = match reply {
+            Ok(reply) => reply,
+            Err(miss) => {
+                if miss == Miss::Answered {
+                    not_silent.push(place);
+                }
+                // That server failed: the next one at once, unless another is still asked.
+                if running.is_empty() {
+                    hedge_at = None;
+                }
+                continue;
+            }
+        };
+        for (server, asked_at, slower) in running {
+            // Asked before the winner and still silent: it lost a race (unless it is the
+            // winner itself, asked again over TCP).
+            if asked_at < place && !Arc::ptr_eq(&server, &winner) {
+                server.overtaken();
+            }
+            tokio::spawn(slower);
+        }
+        if place > 0 {
+            group.stats.failovers.inc();
+        }
+        if let Some(rebind) = rebind.filter(|_| !group.split) {
+            if let Some(nodata) = rebind.filter(&reply) {
+                reply = nodata;
+            }
+        }
+        cache.insert(key, &reply, group.fingerprint, Instant::now());
+        return Some(reply.into());
+    }
+    warn_failed(group);
+    None
 }
 
-impl Runtime {
-    /// Builds the runtime. `system` holds the nameservers that `"system"` stands for, with the
-    /// daemon's own addresses already removed.
-    pub fn build(config: &Config, system: &[SocketAddr], registry: &HealthRegistry) -> Self {
-        let limits = Thresholds {
-            rise: config.health.rise,
-            fall: config.health.fall,
-        };
-        let routes = config.routes_effective();
-        let mut groups: Vec<Group> = Vec::with_capacity(routes.len() + 1);
-        let default: Vec<SocketAddr> = config
-            .forward
-            .default
-            .iter()
-            .flat_map(|s| match s {
-                DefaultServer::System => system.to_vec(),
-                DefaultServer::Addr(a) => vec![a.0],
-            })
-            .collect();
-        let names = config.forward.names.clone();
-        let mut group = Group::new("default", &default, names, false, registry, limits);
-        group.stale_for = config.cache.serve_stale_default.0.unwrap_or_default();
-        groups.push(group);
-        let mut router = Router::new(0);
-        for route in &routes {
-            let servers: Vec<SocketAddr> = route.servers.iter().map(|s| s.0).collect();
-            let names = route.names.clone();
-            let mut group = Group::new(&route.name, &servers, names, true, registry, limits);
-            group.stale_for = config.cache.serve_stale.0.unwrap_or_default();
-            groups.push(group);
-            for domain in &route.domains {
-                router.insert(domain.as_str(), groups.len() - 1);
-            }
-        }
-        Self {
-            area: config.area,
-            acl: Acl::new(&config.server.allow),
-            router,
-            groups,
-            timeout: config.forward.timeout.0,
-            udp_payload: config.server.udp_payload,
-            rebind_protection: config.forward.rebind_protection,
-        }
+fn warn_failed(group: &Group) {
+    if !group.warn_failed.ready() {
+        return;
     }
-
-    /// The area whose table is in force.
-    pub fn area(&self) -> Area {
-        self.area
-    }
-
-    /// The largest UDP answer the daemon sends.
-    pub fn udp_payload(&self) -> u16 {
-        self.udp_payload
-    }
-
-    /// The upstream groups; index 0 is the default.
-    pub fn groups(&self) -> &[Group] {
-        &self.groups
-    }
-
-    /// Whether `client` may query.
-    pub fn allows(&self, client: IpAddr) -> bool {
-        self.acl.allows(client)
-    }
-
-    /// The group that answers a wire-format name.
-    pub fn group_for(&self, qname: &[u8]) -> &Group {
-        &self.groups[self.router.lookup(qname)]
-    }
-
-    fn limit(&self, request: &Request<'_>, transport: Transport) -> usize {
-        match transport {
-            Transport::Udp => request.udp_limit(self.udp_payload),
-            Transport::Tcp => MAX_MESSAGE,
-        }
-    }
-
-    /// The answer to `request` without an upstream: a local answer or a fresh cached one.
-    pub fn resolve_now(
-        &self,
-        request: &Request<'_>,
-        transport: Transport,
-        shared: &Shared,
-        now: Instant,
-    ) -> Option<Vec<u8>> {
-        let group = self.group_for(request.qname());
-        if !group.split {
-            if let Some(answer) = local::answer(request, &shared.own, self.udp_payload) {
-                group.stats.answered(transport, &answer);
-                return Some(answer);
-            }
-        }
-        let mut key = [0u8; cache::KEY_MAX];
-        let key = cache::key_in(request, &mut key);
-        let Some(hit) = shared.cache.get(key, group.fingerprint, now) else {
-            shared.metrics.cache_misses.inc();
-            return None;
-        };
-        let limit = self.limit(request, transport);
-        let answer = request.answer_from(&hit.bytes, limit, self.udp_payload);
-        if let Some(answer) = &answer {
-            shared.metrics.cache_hits.inc();
-            group.stats.answered(transport, answer);
-        }
-        answer
-    }
-
-    /// The answer to `request` from the name's group (after [`resolve_now`](Self::resolve_now)
-    /// had none), fetched once for all identical queries under way; stale when every server
-    /// fails and the route allows it, else SERVFAIL.
-    pub async fn resolve_upstream(
-        &self,
-        request: &Request<'_>,
-        transport: Transport,
-        shared: &Shared,
-    ) -> Vec<u8> {
-        let group = self.group_for(request.qname());
-        let answer = self
-            .upstream_answer(group, request, transport, shared)
-            .await;
-        group.stats.answered(transport, &answer);
-        answer
-    }
-
-    async fn upstream_answer(
-        &self,
-        group: &Group,
-        request: &Request<'_>,
-        transport: Transport,
-        shared: &Shared,
-    ) -> Vec<u8> {
-        let limit = self.limit(request, transport);
-        let key = cache::key(request);
-        let found = shared
-            .inflight
-            .run(key.clone(), || {
-                self.fetch(group, request, key.clone(), shared)
-            })
-            .await;
-        if let Some(reply) = found {
-            if let Some(answer) = request.answer_from(&reply, limit, self.udp_payload) {
-                return answer;
-            }
-        }
-        if group.stale_for > Duration::ZERO {
-            if let Some(hit) =
-                shared
-                    .cache
-                    .get_stale(&key, group.fingerprint, Instant::now(), group.stale_for)
-            {
-                if let Some(answer) = request.answer_from(&hit.bytes, limit, self.udp_payload) {
-                    debug!(route = %group.name, "every server failed; answering stale");
-                    shared.metrics.stale_answers.inc();
-                    return answer;
-                }
-            }
-        }
-        request.reply(Rcode::ServFail, 0, self.udp_payload)
-    }
-
-    /// Asks the group's servers in order of health; the accepted reply, filtered and cached.
-    ///
-    /// A server that has not answered within [`hedge_delay`] of being asked (4 × its usual
-    /// round-trip time, at least 100 ms) is not given up on: the next server is asked as well
-    /// and the first usable answer wins, so a primary that has just gone silent costs a client
-    /// about 100 ms instead of the whole timeout. Asks still under way when an answer wins run
-    /// on to their end in the background, so their outcome reaches the health table as before.
-    ///
-    /// When UDP is dropped on the path while TCP passes (a firewall, a router's DNS feature),
-    /// every UDP try is silent: after the last one began, each server whose UDP try has been
-    /// silent for half a timeout is asked the same question over TCP too, within what is left
-    /// of the last UDP try's timeout. A route whose UDP is dropped is thus answered from its first query on,
-    /// and SERVFAIL, when nothing answers, comes no later than without the TCP tries. The probes,
-    /// woken by the UDP failures, then move the servers to TCP for every query.
-    async fn fetch(
-        &self,
-        group: &Group,
-        request: &Request<'_>,
-        key: cache::Key,
-        shared: &Shared,
-    ) -> Found {
-        let mut order = with_tcp_fallback(asking_order(&group.servers))
-            .into_iter()
-            .peekable();
-        let query: Arc<[u8]> = request.message().into();
-        // Each server being asked, with its place in the order of asking.
-        let mut running: Vec<(Arc<ServerHealth>, usize, Ask)> = Vec::with_capacity(2);
-        let mut hedge_at = None;
-        let mut asked_so_far = 0;
-        // When each UDP try began, and the places of those that ended otherwise than in
-        // silence (an answer, a refusal): asking those servers over TCP would not help.
-        let mut udp_began: Vec<Instant> = Vec::with_capacity(group.servers.len());
-        let mut not_silent: Vec<usize> = Vec::new();
-        loop {
-            if running.is_empty() || hedge_at.is_some_and(|at| Instant::now() >= at) {
-                let next = loop {
-                    match order.next() {
-                        Some(t) if t.fallback && not_silent.contains(&t.udp_place) => continue,
-                        t => break t,
-                    }
-                };
-                let Some(Try {
-                    server,
-                    plan,
-                    fallback,
-                    ..
-                }) = next
-                else {
-                    if running.is_empty() {
-                        break;
-                    }
-                    hedge_at = None;
-                    continue;
-                };
-                // A TCP try ends with the last UDP one: SERVFAIL comes no later than without it.
-                let timeout = match (fallback, udp_began.last()) {
-                    (true, Some(&began)) => {
-                        (began + self.timeout).saturating_duration_since(Instant::now())
-                    }
-                    _ => self.timeout,
-                };
-                if timeout.is_zero() {
-                    continue;
-                }
-                let delay = hedge_delay(&server, self.timeout);
-                let sockets = shared.sockets.clone();
-                let asked = ask(server.clone(), plan, query.clone(), timeout, sockets);
-                let place = asked_so_far;
-                asked_so_far += 1;
-                running.push((server, place, Box::pin(async move { (place, asked.await) })));
-                if !fallback {
-                    udp_began.push(Instant::now());
-                }
-                // With no server left to ask, nothing to race: no timer. A server is asked over
-                // TCP once its UDP try has been silent for half a timeout, and the server just
-                // asked has had its hedge delay (at most half a timeout) to answer.
-                let now = Instant::now();
-                hedge_at = order.peek().map(|t| match udp_began.get(t.udp_place) {
-                    Some(&began) if t.fallback => {
-                        (began + self.timeout / 2).max(now + delay.min(self.timeout / 2))
-                    }
-                    _ => now + delay,
-                });
-            }
-            let any = std::future::poll_fn(|cx| {
-                for (i, (_, _, ask)) in running.iter_mut().enumerate() {
-                    if let std::task::Poll::Ready(reply) = ask.as_mut().poll(cx) {
-                        return std::task::Poll::Ready((i, reply));
-                    }
-                }
-                std::task::Poll::Pending
-            });
-            let hedge = async {
-                match hedge_at {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let (done, (place, reply)) = tokio::select! {
-                done = any => done,
-                () = hedge => continue,
-            };
-            let (winner, _, _) = running.swap_remove(done);
-            let mut reply = match reply {
-                Ok(reply) => reply,
-                Err(miss) => {
-                    if miss == Miss::Answered {
-                        not_silent.push(place);
-                    }
-                    // That server failed: the next one at once, unless another is still asked.
-                    if running.is_empty() {
-                        hedge_at = None;
-                    }
-                    continue;
-                }
-            };
-            for (server, asked_at, slower) in running {
-                // Asked before the winner and still silent: it lost a race (unless it is the
-                // winner itself, asked again over TCP).
-                if asked_at < place && !Arc::ptr_eq(&server, &winner) {
-                    server.overtaken();
-                }
-                tokio::spawn(slower);
-            }
-            if place > 0 {
-                group.stats.failovers.inc();
-            }
-            if !group.split && self.rebind_protection {
-                if let Some(nodata) = shared.rebind.filter(&reply) {
-                    reply = nodata;
-                }
-            }
-            shared
-                .cache
-                .insert(key, &reply, group.fingerprint, Instant::now());
-            return Some(reply.into());
-        }
-        self.warn_failed(group);
-        None
-    }
-
-    /// A reply of our own for `request` with `rcode`.
-    pub fn reply(&self, request: &Request<'_>, rcode: Rcode) -> Vec<u8> {
-        request.reply(rcode, 0, self.udp_payload)
-    }
-
-    fn warn_failed(&self, group: &Group) {
-        if !group.warn_failed.ready() {
-            return;
-        }
-        let servers: Vec<String> = group.servers.iter().map(|s| s.addr.to_string()).collect();
-        if servers.is_empty() {
-            warn!(route = %group.name, "route {} has no servers; answering SERVFAIL", group.name);
-        } else {
-            warn!(route = %group.name, servers = %servers.join(" "), "every server of route {} failed ({}); answering SERVFAIL", group.name, servers.join(" "));
-        }
+    let servers: Vec<String> = group.servers.iter().map(|s| s.addr.to_string()).collect();
+    if servers.is_empty() {
+        warn!(route = %group.name, "route {} has no servers; answering SERVFAIL", group.name);
+    } else {
+        warn!(route = %group.name, servers = %servers.join(" "), "every server of route {} failed ({}); answering SERVFAIL", group.name, servers.join(" "));
     }
 }
 
@@ -535,11 +321,12 @@ enum Miss {
 async fn ask(
     server: Arc<ServerHealth>,
     plan: Plan,
-    query: Arc<[u8]>,
+    (query, parsed): (Arc<[u8]>, Parsed),
     timeout: Duration,
     sockets: Arc<upstream::SocketPool>,
 ) -> Result<Vec<u8>, Miss> {
-    let request = Request::parse(&query).map_err(|_| Miss::Answered)?;
+    // Parsed once, by the listener: put together again, not parsed per server.
+    let request = Request::from_parsed(&query, parsed).ok_or(Miss::Answered)?;
     let route = &server.route;
     let started = Instant::now();
     let tcp_only = plan == Plan::TcpOnly;

@@ -9,12 +9,12 @@ use arc_swap::ArcSwap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clients::{Clients, TableAnswer, DEFAULT_SLOTS as CLIENT_SLOTS};
-use crate::forward::{Runtime, Shared};
 use crate::prefix::PrefixWatch;
 use crate::ratelimit::{RateLimiter, DEFAULT_SLOTS};
+use crate::runtime::{Runtime, Shared};
 use crate::status_txt;
 use crate::upstream::Transport;
-use crate::wire::{Rcode, Rejected, Request};
+use crate::wire::{Parsed, Rcode, Rejected, Request};
 use oqsdns_config::Config;
 
 /// Answers queries with the current runtime; shared by every listener.
@@ -103,7 +103,7 @@ impl Handler {
     ) -> Option<Vec<u8>> {
         match self.handle_now(query, client, transport, Instant::now()) {
             Step::Done(reply) => reply,
-            Step::Upstream => self.forward(query, client, transport).await,
+            Step::Upstream(parsed) => self.forward(query, parsed, client, transport).await,
         }
     }
 
@@ -149,21 +149,22 @@ impl Handler {
         }
         match answer {
             Some(answer) => Step::Done(Some(answer)),
-            None => Step::Upstream,
+            None => Step::Upstream(request.parsed()),
         }
     }
 
     /// The answer to a query [`handle_now`](Self::handle_now) sent upstream (checked and
-    /// allowed there): fetched once for all identical queries under way, stale or SERVFAIL when
-    /// every server fails.
+    /// allowed there, and `parsed` there: not parsed again): fetched once for all identical
+    /// queries under way, stale or SERVFAIL when every server fails.
     pub async fn forward(
         &self,
         query: &[u8],
+        parsed: Parsed,
         client: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
         let runtime = self.runtime.load_full();
-        let request = Request::parse(query).ok()?;
+        let request = Request::from_parsed(query, parsed)?;
         let answer = runtime
             .resolve_upstream(&request, transport, &self.shared)
             .await;
@@ -182,6 +183,6 @@ impl Handler {
 pub enum Step {
     /// Answered (or to be dropped) without an upstream.
     Done(Option<Vec<u8>>),
-    /// Needs [`Handler::forward`].
-    Upstream,
+    /// Needs [`Handler::forward`], with what parsing the query found.
+    Upstream(Parsed),
 }

@@ -225,6 +225,20 @@ impl Plan {
     }
 }
 
+/// `items` with each server once (by identity), at its first place: a route may name a server
+/// twice, and the registry gives it one [`ServerHealth`] per route.
+pub fn each_server_once<'a, T>(
+    items: impl IntoIterator<Item = (T, &'a Arc<ServerHealth>)>,
+) -> Vec<(T, &'a Arc<ServerHealth>)> {
+    let mut out: Vec<(T, &Arc<ServerHealth>)> = Vec::new();
+    for (tag, server) in items {
+        if !out.iter().any(|(_, s)| Arc::ptr_eq(s, server)) {
+            out.push((tag, server));
+        }
+    }
+    out
+}
+
 impl ServerHealth {
     /// A server not probed yet.
     pub fn new(addr: SocketAddr, route: impl Into<String>, limits: Thresholds) -> Self {

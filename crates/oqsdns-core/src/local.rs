@@ -2,11 +2,14 @@
 //! reverse zones and a minimal answer to ANY (RFC 8482), composed with hickory-proto.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use hickory_proto::rr::rdata::{A, AAAA, HINFO, PTR, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
+use crate::acl;
 use crate::compose::{self, Records};
+use crate::throttle::Reread;
 use crate::wire::{self, Rcode, Request};
 
 /// How long a local answer may be cached by clients.
@@ -53,8 +56,7 @@ const RFC6303_ZONES: &[&str] = &[
 #[derive(Debug)]
 pub struct Own {
     host: String,
-    addresses: arc_swap::ArcSwap<Vec<IpAddr>>,
-    reread: crate::throttle::Throttle,
+    addresses: Reread<Vec<IpAddr>>,
 }
 
 impl Default for Own {
@@ -66,8 +68,7 @@ impl Default for Own {
             .unwrap_or_else(|| "oqsdns".to_string());
         Self {
             host,
-            addresses: arc_swap::ArcSwap::from_pointee(crate::acl::interface_addresses()),
-            reread: crate::throttle::Throttle::new(std::time::Duration::from_secs(5)),
+            addresses: Reread::new(acl::interface_addresses, Duration::from_secs(5)),
         }
     }
 }
@@ -75,14 +76,7 @@ impl Default for Own {
 impl Own {
     /// Whether `ip` is one of this host's addresses (re-read at most every five seconds).
     fn is_own(&self, ip: IpAddr) -> bool {
-        if self.addresses.load().contains(&ip) {
-            return true;
-        }
-        if self.reread.ready() {
-            self.addresses
-                .store(std::sync::Arc::new(crate::acl::interface_addresses()));
-        }
-        self.addresses.load().contains(&ip)
+        self.addresses.holds(|addresses| addresses.contains(&ip))
     }
 }
 

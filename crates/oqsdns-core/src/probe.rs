@@ -1,28 +1,20 @@
 //! Health probes: the guide's step-7 questions asked of one server over one transport, and the
 //! loop that asks them every interval. `oqsdns check` runs the same probes once.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use oqsdns_config::ProbeName;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::compose;
 use crate::health::{Outcome, ServerHealth};
+pub use crate::probe_result::{ProbeError, ProbeResult};
 use crate::upstream::{self, Transport};
-use crate::wire::{self, Rcode};
-
-/// One probe's result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeResult {
-    /// The question.
-    pub probe: ProbeName,
-    /// The addresses of the answer (A and AAAA), or why it failed.
-    pub result: Result<Vec<IpAddr>, String>,
-    /// Time to the answer (or to the failure).
-    pub latency: Duration,
-}
 
 /// Asks `server` one probe question over `transport`.
 pub async fn probe(
@@ -32,19 +24,7 @@ pub async fn probe(
     timeout: Duration,
 ) -> ProbeResult {
     let started = Instant::now();
-    let id = rand::random::<u16>();
-    let qname = wire::name_to_wire(&probe.name);
-    let query = wire::build_query(id, &qname, probe.rtype);
-    let question = &query[wire::HEADER_LEN..wire::HEADER_LEN + qname.len() + 4];
-    let deadline = started + timeout;
-    let reply = match transport {
-        Transport::Udp => upstream::udp(server, &query, id, question, deadline).await,
-        Transport::Tcp => upstream::tcp(server, &query, id, question, deadline).await,
-    };
-    let result = match reply {
-        Err(error) => Err(error.to_string()),
-        Ok(reply) => judge(probe, &reply.bytes, reply.info.rcode, reply.info.truncated),
-    };
+    let result = ask(server, transport, probe, started + timeout).await;
     ProbeResult {
         probe: probe.clone(),
         result,
@@ -52,53 +32,56 @@ pub async fn probe(
     }
 }
 
-fn rcode_name(rcode: u8) -> String {
-    match rcode {
-        0 => "NOERROR".into(),
-        1 => "FORMERR".into(),
-        2 => "SERVFAIL".into(),
-        3 => "NXDOMAIN".into(),
-        4 => "NOTIMP".into(),
-        5 => "REFUSED".into(),
-        n => format!("RCODE{n}"),
-    }
+/// The query of `probe`, written by hickory; the reply read by hickory and judged.
+async fn ask(
+    server: SocketAddr,
+    transport: Transport,
+    probe: &ProbeName,
+    deadline: Instant,
+) -> Result<Vec<IpAddr>, ProbeError> {
+    let id = rand::random::<u16>();
+    let name =
+        Name::from_ascii(probe.name.to_ascii_lowercase()).map_err(|_| ProbeError::Unaskable)?;
+    let rtype = RecordType::from(probe.rtype);
+    let (query, question) =
+        compose::query(id, &name, rtype, DNSClass::IN).ok_or(ProbeError::Unaskable)?;
+    let reply = match transport {
+        Transport::Udp => upstream::udp(server, &query, id, &question, deadline).await,
+        Transport::Tcp => upstream::tcp(server, &query, id, &question, deadline).await,
+    }?;
+    judge(probe, &reply.bytes, reply.info.truncated)
 }
 
-fn judge(
-    probe: &ProbeName,
-    reply: &[u8],
-    rcode: u8,
-    truncated: bool,
-) -> Result<Vec<IpAddr>, String> {
-    if let Some(expected) = probe.rcode {
-        return if rcode == expected {
+/// What a reply to `probe` says: the addresses of its answer, or why it does not pass.
+/// `truncated` is the TC bit as the transport read it, for a reply hickory cannot read whole.
+fn judge(probe: &ProbeName, reply: &[u8], truncated: bool) -> Result<Vec<IpAddr>, ProbeError> {
+    let Some(reading) = compose::read(reply) else {
+        // A truncated answer may be cut anywhere: the server did answer over this transport.
+        return if truncated {
             Ok(Vec::new())
         } else {
-            Err(rcode_name(rcode))
+            Err(ProbeError::Malformed)
+        };
+    };
+    let rcode = u16::from(reading.rcode);
+    if let Some(expected) = probe.rcode {
+        return if rcode == u16::from(expected) {
+            Ok(Vec::new())
+        } else {
+            Err(ProbeError::Rcode(rcode))
         };
     }
-    if rcode != Rcode::NoError as u8 {
-        return Err(rcode_name(rcode));
+    if reading.rcode != ResponseCode::NoError {
+        return Err(ProbeError::Rcode(rcode));
     }
-    if truncated {
+    if reading.truncated {
         return Ok(Vec::new()); // the server answered over this transport; TC is not a failure
     }
-    let records = wire::answer_records(reply).ok_or("malformed answer")?;
-    if !records.iter().any(|(rtype, _)| *rtype == probe.rtype) {
-        return Err(format!("no {} record in the answer", probe.type_name()));
+    let rtype = RecordType::from(probe.rtype);
+    if !reading.answers.iter().any(|r| r.record_type() == rtype) {
+        return Err(ProbeError::NoRecord(probe.type_name()));
     }
-    Ok(records
-        .iter()
-        .filter_map(|(rtype, data)| address(*rtype, data))
-        .collect())
-}
-
-fn address(rtype: u16, data: &[u8]) -> Option<IpAddr> {
-    match (rtype, data.len()) {
-        (1, 4) => Some(Ipv4Addr::new(data[0], data[1], data[2], data[3]).into()),
-        (28, 16) => Some(Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?).into()),
-        _ => None,
-    }
+    Ok(reading.addresses())
 }
 
 /// Asks every probe of `names` at once; the round passes when every probe passes. It takes at
@@ -233,4 +216,57 @@ pub async fn detect_area(timeout: Duration) -> Option<oqsdns_config::Area> {
     oqsdns_config::Area::CONCRETE
         .into_iter()
         .find(|a| answered.contains(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::{AAAA, CNAME};
+    use hickory_proto::rr::{RData, Record};
+
+    use super::*;
+
+    fn reply(rcode: ResponseCode, truncated: bool, answers: Vec<RData>) -> Vec<u8> {
+        let name = Name::from_ascii("www.lineauth.mnw.").unwrap();
+        let mut message = Message::new(7, MessageType::Response, OpCode::Query);
+        message.metadata.response_code = rcode;
+        message.metadata.truncation = truncated;
+        message.add_query(Query::query(name.clone(), RecordType::AAAA));
+        for data in answers {
+            message.add_answer(Record::from_rdata(name.clone(), 60, data));
+        }
+        message.to_vec().unwrap()
+    }
+
+    #[test]
+    fn a_reply_is_judged_by_its_rcode_its_records_and_tc() {
+        let aaaa: ProbeName = "www.lineauth.mnw AAAA".parse().unwrap();
+        let nxdomain: ProbeName = "nx.lineauth.mnw AAAA NXDOMAIN".parse().unwrap();
+        let addr = Ipv6Addr::new(0x2404, 0x1a8, 0, 0, 0, 0, 0, 1);
+        let cname = RData::CNAME(CNAME(Name::from_ascii("other.mnw.").unwrap()));
+        let ok = reply(
+            ResponseCode::NoError,
+            false,
+            vec![cname.clone(), RData::AAAA(AAAA(addr))],
+        );
+        assert_eq!(judge(&aaaa, &ok, false), Ok(vec![IpAddr::V6(addr)]));
+        let only_cname = reply(ResponseCode::NoError, false, vec![cname]);
+        assert_eq!(
+            judge(&aaaa, &only_cname, false),
+            Err(ProbeError::NoRecord("AAAA".into()))
+        );
+        let servfail = reply(ResponseCode::ServFail, false, Vec::new());
+        assert_eq!(judge(&aaaa, &servfail, false), Err(ProbeError::Rcode(2)));
+        let nx = reply(ResponseCode::NXDomain, false, Vec::new());
+        assert_eq!(judge(&nxdomain, &nx, false), Ok(Vec::new()));
+        assert_eq!(judge(&nxdomain, &ok, false), Err(ProbeError::Rcode(0)));
+        let tc = reply(ResponseCode::NoError, true, Vec::new());
+        assert_eq!(judge(&aaaa, &tc, true), Ok(Vec::new()));
+        // Cut in its answer section: unreadable, which passes only when TC says it was cut.
+        let cut = &ok[..ok.len() - 5];
+        assert_eq!(judge(&aaaa, cut, true), Ok(Vec::new()));
+        assert_eq!(judge(&aaaa, cut, false), Err(ProbeError::Malformed));
+    }
 }

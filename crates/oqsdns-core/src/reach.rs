@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::probe::ProbeResult;
+use crate::probe_result::ProbeResult;
 
 /// The names whose addresses are connected to: the system's web front and line authentication
 /// (3-1 and 3-2 of the guide).

@@ -50,8 +50,10 @@ impl Rebind {
             .find_map(|r| {
                 let data = reply.get(r.data_at..r.end)?;
                 let ip = match (r.rtype, data.len()) {
-                    (1, 4) => IpAddr::from(<[u8; 4]>::try_from(data).ok()?),
-                    (28, 16) => IpAddr::from(Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?)),
+                    (wire::TYPE_A, 4) => IpAddr::from(<[u8; 4]>::try_from(data).ok()?),
+                    (wire::TYPE_AAAA, 16) => {
+                        IpAddr::from(Ipv6Addr::from(<[u8; 16]>::try_from(data).ok()?))
+                    }
                     _ => return None,
                 };
                 is_internal(ip).then_some(ip)

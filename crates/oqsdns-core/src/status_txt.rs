@@ -1,12 +1,13 @@
 //! The daemon's own view over DNS: `status.oqsdns. CH TXT` tells an allowed client (such as
 //! `oqsdns check`) the area, upstream health and the IPv6 prefix watch, one line per TXT record.
 
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
 use crate::compose::{self, Records};
-use crate::forward::Runtime;
 use crate::prefix::Prefixes;
+use crate::runtime::Runtime;
 use crate::upstream::Transport;
 use crate::wire::{Rcode, Request, MAX_MESSAGE};
 
@@ -134,9 +135,11 @@ pub fn query(id: u16) -> Option<(Vec<u8>, Vec<u8>)> {
     compose::query(id, &name, RecordType::TXT, DNSClass::CH)
 }
 
-/// The status lines of an answer to [`query`]: one per TXT record.
+/// The status lines of an answer to [`query`]: one per TXT record; `None` for an error response.
 pub fn lines_of(reply: &[u8]) -> Option<Vec<String>> {
-    compose::read(reply).map(|reading| reading.txt())
+    compose::read(reply)
+        .filter(|reading| reading.rcode == ResponseCode::NoError)
+        .map(|reading| reading.txt())
 }
 
 #[cfg(test)]

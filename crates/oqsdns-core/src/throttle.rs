@@ -2,7 +2,10 @@
 //! It uses 32-bit atomics so it builds on 32-bit routers (mipsel has no 64-bit atomics).
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 /// Opens at most once per interval.
 #[derive(Debug)]
@@ -35,6 +38,39 @@ impl Throttle {
     }
 }
 
+/// A value read from the host (such as its interfaces' addresses), read again when a lookup
+/// misses, at most once per interval: lock-free on the query path.
+#[derive(Debug)]
+pub struct Reread<T> {
+    value: ArcSwap<T>,
+    read: fn() -> T,
+    gate: Throttle,
+}
+
+impl<T> Reread<T> {
+    /// Reads the value now; again on the first miss, then at most once per `interval`.
+    pub fn new(read: fn() -> T, interval: Duration) -> Self {
+        Self {
+            value: ArcSwap::from_pointee(read()),
+            read,
+            gate: Throttle::new(interval),
+        }
+    }
+
+    /// Whether `test` holds for the value; when it does not, the value is read again (unless
+    /// that was done within the interval) and tested once more.
+    pub fn holds(&self, test: impl Fn(&T) -> bool) -> bool {
+        if test(&self.value.load()) {
+            return true;
+        }
+        if !self.gate.ready() {
+            return false;
+        }
+        self.value.store(Arc::new((self.read)()));
+        test(&self.value.load())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +82,21 @@ mod tests {
         assert!(!gate.ready());
         let open = Throttle::new(Duration::ZERO);
         assert!(open.ready() && open.ready());
+    }
+
+    static READS: AtomicU32 = AtomicU32::new(0);
+
+    fn count() -> u32 {
+        READS.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    #[test]
+    fn a_miss_reads_again_at_most_once_per_interval() {
+        let value = Reread::new(count, Duration::from_secs(60));
+        assert_eq!(READS.load(Ordering::Relaxed), 1, "read at once");
+        assert!(value.holds(|&n| n == 1), "a hit reads nothing");
+        assert!(value.holds(|&n| n == 2), "the first miss reads again");
+        assert!(!value.holds(|&n| n == 3), "not twice within the interval");
+        assert_eq!(READS.load(Ordering::Relaxed), 2);
     }
 }

@@ -14,8 +14,14 @@ pub const MAX_MESSAGE: usize = 65_535;
 pub const CLASSIC_UDP: usize = 512;
 /// The EDNS buffer size offered to upstream servers (DNS flag day 2020).
 pub const UPSTREAM_PAYLOAD: u16 = 1232;
-/// Resource record type OPT (RFC 6891).
+/// Resource record type OPT (RFC 6891). The record types the per-query path reads are named
+/// here, as numbers (that path reads bytes, not hickory records); a test holds them to
+/// hickory's [`RecordType`](hickory_proto::rr::RecordType).
 pub const TYPE_OPT: u16 = 41;
+/// Resource record type A (RFC 1035).
+pub const TYPE_A: u16 = 1;
+/// Resource record type AAAA (RFC 3596).
+pub const TYPE_AAAA: u16 = 28;
 
 /// Length of the OPT record the daemon writes (root owner, no options).
 const OPT_LEN: usize = 11;
@@ -518,9 +524,11 @@ pub fn build_query(id: u16, qname: &[u8], qtype: u16) -> Vec<u8> {
 }
 
 mod names;
+mod parsed;
 mod records;
 
 pub use names::{display_name, lowercase_name, name_to_wire, name_to_wire_keep_case};
+pub use parsed::Parsed;
 pub use records::{
     answer_records, is_truncated, question_end, rcode_of, records, ttl_at, RecordAt, Section,
 };

@@ -156,22 +156,15 @@ impl Daemon {
         old.cancel();
         let (interval, timeout) = (config.health.interval.0, config.health.timeout.0);
         let runtime = self.handler.runtime();
-        let mut seen: Vec<*const oqsdns_core::health::ServerHealth> = Vec::new();
-        for group in runtime.groups() {
-            for server in &group.servers {
-                if seen.contains(&Arc::as_ptr(server)) {
-                    continue;
-                }
-                seen.push(Arc::as_ptr(server));
-                let names = group.names.clone();
-                tokio::spawn(probe_loop(
-                    server.clone(),
-                    names,
-                    interval,
-                    timeout,
-                    token.clone(),
-                ));
-            }
+        for (group, server) in runtime.servers() {
+            let names = group.names.clone();
+            tokio::spawn(probe_loop(
+                server.clone(),
+                names,
+                interval,
+                timeout,
+                token.clone(),
+            ));
         }
     }
 }
@@ -253,13 +246,22 @@ pub fn build_runtime(
     listening: &[SocketAddr],
     registry: &HealthRegistry,
 ) -> Runtime {
-    let needs_system = config.forward.default.contains(&DefaultServer::System);
-    let system = if needs_system {
-        system_servers(Path::new(RESOLV_CONF), listening)
+    let system = system_for(config, Path::new(RESOLV_CONF), listening);
+    Runtime::build(config, &system, registry)
+}
+
+/// What `"system"` stands for in `config`: [`system_servers`] when its default route names
+/// `"system"` (else nothing, and `resolv_conf` is not read).
+pub fn system_for(
+    config: &Config,
+    resolv_conf: &Path,
+    listening: &[SocketAddr],
+) -> Vec<SocketAddr> {
+    if config.forward.default.contains(&DefaultServer::System) {
+        system_servers(resolv_conf, listening)
     } else {
         Vec::new()
-    };
-    Runtime::build(config, &system, registry)
+    }
 }
 
 /// Serves `config` on the already bound `listeners` until `shutdown` is cancelled, then waits for

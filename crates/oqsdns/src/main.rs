@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -430,7 +430,8 @@ fn run(config: Config, source: Source) -> ExitCode {
     if let Some(auto) = oqsdns::sockets::AutoListen::of(&config.server) {
         bound.extend(oqsdns::sockets::would_bind(&auto));
     }
-    oqsdns::limits::raise_nofile(&config);
+    let system = oqsdns::system_for(&config, Path::new(oqsdns::RESOLV_CONF), &bound);
+    oqsdns::limits::raise_nofile(&config, &system);
     let status = match config
         .status
         .as_ref()

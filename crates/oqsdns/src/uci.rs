@@ -316,17 +316,10 @@ fn expand_system(
     if servers.is_empty() {
         return;
     }
-    let mut expanded = Vec::new();
-    for server in default.drain(..) {
-        match server {
-            DefaultServer::System => expanded.extend(
-                servers
-                    .iter()
-                    .map(|&addr| DefaultServer::Addr(ServerAddr(addr))),
-            ),
-            other => expanded.push(other),
-        }
-    }
+    let mut expanded: Vec<DefaultServer> = DefaultServer::expand(default, &servers)
+        .into_iter()
+        .map(|addr| DefaultServer::Addr(ServerAddr(addr)))
+        .collect();
     expanded.dedup();
     *default = expanded;
 }

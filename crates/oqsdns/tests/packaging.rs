@@ -169,7 +169,7 @@ fn open_files_limit_covers_the_defaults() {
         "area = \"east\"\n[forward]\ndefault = [\"192.0.2.1\", \"192.0.2.2\", \"192.0.2.3\"]\n",
     )
     .unwrap();
-    let need = oqsdns::limits::needed(&config);
+    let need = oqsdns::limits::needed(&config, &[]);
     let (soft, hard) = value("LimitNOFILE").split_once(':').expect("soft:hard");
     let (soft, hard): (u64, u64) = (soft.parse().unwrap(), hard.parse().unwrap());
     assert!(soft >= need, "LimitNOFILE soft {soft} < {need} needed");

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use super::State;
-use crate::probe::ProbeResult;
+use crate::probe_result::ProbeResult;
 use crate::upstream::Transport;
 
 /// Changes of state kept per server.

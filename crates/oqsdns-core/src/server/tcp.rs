@@ -200,15 +200,15 @@ async fn read_queries(
             return;
         };
         // Local and cached answers are written from here; only upstream queries cost a task.
-        match handler.handle_now(&query, peer, Transport::Tcp, now) {
+        let parsed = match handler.handle_now(&query, peer, Transport::Tcp, now) {
             Step::Done(Some(reply)) => {
                 drop(turn);
                 let _ = tx.send(reply).await;
                 continue;
             }
             Step::Done(None) => continue,
-            Step::Upstream => {}
-        }
+            Step::Upstream(parsed) => parsed,
+        };
         let Some(permit) = handler.admit() else {
             if let Some(reply) = handler.refuse(&query) {
                 let _ = tx.send(reply).await;
@@ -218,7 +218,7 @@ async fn read_queries(
         let (handler, tx) = (handler.clone(), tx.clone());
         tokio::spawn(async move {
             let _held = (permit, turn);
-            if let Some(reply) = handler.forward(&query, peer, Transport::Tcp).await {
+            if let Some(reply) = handler.forward(&query, parsed, peer, Transport::Tcp).await {
                 let _ = tx.send(reply).await;
             }
         });

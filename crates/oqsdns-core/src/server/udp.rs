@@ -31,6 +31,7 @@ use tracing::{debug, error};
 use crate::handler::{Handler, Step};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::upstream::Transport;
+use crate::wire::Parsed;
 
 mod mmsg;
 
@@ -159,6 +160,8 @@ struct Receiver {
 /// A question admitted to go upstream.
 struct Upstream {
     query: Vec<u8>,
+    /// What parsing it found, so the task does not parse it again.
+    parsed: Parsed,
     origin: Origin,
     permit: OwnedSemaphorePermit,
 }
@@ -217,13 +220,14 @@ impl Receiver {
             Verdict::Refuse => return replies.extend(handler.refuse(query).map(reply)),
             Verdict::Drop => return,
         }
-        match handler.handle_now(query, origin.client, Transport::Udp, now) {
+        let parsed = match handler.handle_now(query, origin.client, Transport::Udp, now) {
             Step::Done(answer) => return replies.extend(answer.map(reply)),
-            Step::Upstream => {}
-        }
+            Step::Upstream(parsed) => parsed,
+        };
         match handler.admit() {
             Some(permit) => upstream.push(Upstream {
                 query: query.to_vec(),
+                parsed,
                 origin,
                 permit,
             }),
@@ -243,6 +247,7 @@ async fn dispatch(
     while let Some(batch) = batches.recv().await {
         for Upstream {
             query,
+            parsed,
             origin,
             permit,
         } in batch
@@ -250,7 +255,8 @@ async fn dispatch(
             let (socket, handler) = (socket.clone(), handler.clone());
             tasks.spawn(async move {
                 let _permit = permit;
-                if let Some(bytes) = handler.forward(&query, origin.client, Transport::Udp).await {
+                let answer = handler.forward(&query, parsed, origin.client, Transport::Udp);
+                if let Some(bytes) = answer.await {
                     send_later(&socket, Reply { bytes, origin }).await;
                 }
             });

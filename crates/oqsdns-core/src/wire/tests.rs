@@ -300,3 +300,15 @@ fn our_replies_copy_rd_cd_and_do_from_the_query() {
     let opt = find_opt(&reply, request.question_end).unwrap().unwrap();
     assert!(edns_of(&reply, opt).dnssec_ok);
 }
+
+#[test]
+fn the_record_types_named_here_are_hickorys() {
+    use hickory_proto::rr::RecordType;
+    for (ours, theirs) in [
+        (TYPE_OPT, RecordType::OPT),
+        (TYPE_A, RecordType::A),
+        (TYPE_AAAA, RecordType::AAAA),
+    ] {
+        assert_eq!(ours, u16::from(theirs), "{theirs}");
+    }
+}

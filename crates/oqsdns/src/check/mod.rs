@@ -38,6 +38,11 @@ pub struct Answer {
     pub error: Option<String>,
     /// Time to the answer or the failure, in milliseconds.
     pub latency_ms: u64,
+    /// The server replied, even if not with what was asked (an error response code, a record
+    /// of another type, a reply that does not match), as opposed to silence, a refused
+    /// connection or an unreachable network.
+    #[serde(skip)]
+    pub replied: bool,
 }
 
 impl From<ProbeResult> for Answer {
@@ -49,12 +54,14 @@ impl From<ProbeResult> for Answer {
                 addresses,
                 error: None,
                 latency_ms,
+                replied: true,
             },
             Err(error) => Self {
                 ok: false,
                 addresses: Vec::new(),
-                error: Some(error),
+                error: Some(error.to_string()),
                 latency_ms,
+                replied: error.replied(),
             },
         }
     }
@@ -165,16 +172,8 @@ fn targets(config: &Config, resolv_conf: &Path) -> Vec<Target> {
             names: r.names.clone(),
         })
         .collect();
-    let listening: Vec<SocketAddr> = config.server.addresses();
-    let mut defaults = Vec::new();
-    for server in &config.forward.default {
-        match server {
-            DefaultServer::Addr(a) => defaults.push(a.0),
-            DefaultServer::System => {
-                defaults.extend(crate::system_servers(resolv_conf, &listening));
-            }
-        }
-    }
+    let system = crate::system_for(config, resolv_conf, &config.server.addresses());
+    let defaults = DefaultServer::expand(&config.forward.default, &system);
     out.push(Target {
         route: "default".into(),
         kind: RouteKind::Default,
@@ -190,28 +189,35 @@ pub async fn run(config: &Config, server: SocketAddr) -> Report {
     run_with(config, server, Path::new(crate::RESOLV_CONF)).await
 }
 
+/// Which part of the report a question belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    /// The step-7 names through the daemon.
+    Daemon,
+    /// The names of a route asked of its servers.
+    Upstream,
+    /// The other area's NW-base servers.
+    OtherArea,
+}
+
+/// One question asked: where it belongs, and what came of it.
+struct Asked {
+    section: Section,
+    /// The index of the target in its section.
+    target: usize,
+    server: SocketAddr,
+    /// The index of the name in its target's names.
+    name: usize,
+    transport: Transport,
+    result: ProbeResult,
+}
+
 /// [`run`] with another resolv.conf for `"system"`.
 pub async fn run_with(config: &Config, server: SocketAddr, resolv_conf: &Path) -> Report {
     let timeout = config.health.timeout.0;
     let deadline = Instant::now() + timeout;
-    let mut status_task = Some(tokio::spawn(status(server, deadline)));
-    let mut status_lines = None;
-    let area = match config.area {
-        Area::Auto => {
-            // The daemon knows which area it chose; ask the servers only when it does not say.
-            let lines = match status_task.take() {
-                Some(task) => task.await.ok().flatten(),
-                None => None,
-            };
-            let from_daemon = lines.as_deref().and_then(area_in);
-            status_lines = lines;
-            match from_daemon {
-                Some(area) => area,
-                None => probe::detect_area(timeout).await.unwrap_or(Area::East),
-            }
-        }
-        area => area,
-    };
+    let status_asked = StatusLines::Asked(tokio::spawn(status(server, deadline)));
+    let (area, status_lines) = area_of(config, status_asked, timeout).await;
     let config = config.with_area(area);
     let targets = targets(&config, resolv_conf);
     let step7: Vec<ProbeName> = config
@@ -220,103 +226,24 @@ pub async fn run_with(config: &Config, server: SocketAddr, resolv_conf: &Path) -
         .flat_map(|r| r.names.iter().cloned())
         .filter(|n| n.name != ".")
         .collect();
-    let other = match area {
-        Area::East => Some(Area::West),
-        Area::West => Some(Area::East),
-        Area::Auto | Area::None => None,
-    };
-    let other_target = other.map(|other| Target {
-        route: "nw-base".into(),
-        kind: RouteKind::NwBase,
-        servers: oqsdns_config::nw_base_servers(other)
-            .iter()
-            .map(|s| s.0)
-            .collect(),
-        names: oqsdns_config::preset_routes(other)
-            .into_iter()
-            .filter(|r| r.name == "nw-base")
-            .flat_map(|r| r.names)
-            .take(1)
-            .collect(),
-    });
+    let other = other_area(area);
+    let other_target = other.map(other_area_target);
 
-    // Every question at once: (section, route index, server, name index, transport).
-    let mut asks = JoinSet::new();
-    let mut spawn = |section: usize, route: usize, server: SocketAddr, names: &[ProbeName]| {
-        for (index, name) in names.iter().enumerate() {
-            for transport in [Transport::Udp, Transport::Tcp] {
-                let name = name.clone();
-                asks.spawn(async move {
-                    let result = probe::probe(server, transport, &name, timeout).await;
-                    (section, route, server, index, transport, result)
-                });
-            }
-        }
+    let asked = ask_all(server, &step7, &targets, other_target.as_ref(), timeout).await;
+    let status = status_lines.get().await;
+    let rows = |section, target, label: &str, server, names: &[ProbeName]| {
+        rows_of(&asked, section, target, label, server, names)
     };
-    spawn(0, 0, server, &step7);
-    for (i, target) in targets.iter().enumerate() {
-        for &s in &target.servers {
-            spawn(1, i, s, &target.names);
-        }
-    }
-    if let Some(target) = &other_target {
-        for &s in &target.servers {
-            spawn(2, 0, s, &target.names);
-        }
-    }
-    let mut results = Vec::new();
-    while let Some(joined) = asks.join_next().await {
-        if let Ok(result) = joined {
-            results.push(result);
-        }
-    }
-    if let Some(task) = status_task {
-        status_lines = task.await.ok().flatten();
-    }
-    let status = status_lines;
 
-    let rows_of =
-        |section: usize, route: usize, label: &str, server: SocketAddr, names: &[ProbeName]| {
-            names
-                .iter()
-                .enumerate()
-                .map(|(index, name)| {
-                    let find = |transport| {
-                        results
-                            .iter()
-                            .find(|r| {
-                                (r.0, r.1, r.2, r.3, r.4)
-                                    == (section, route, server, index, transport)
-                            })
-                            .map_or_else(
-                                || Answer {
-                                    ok: false,
-                                    addresses: Vec::new(),
-                                    error: Some("not asked".into()),
-                                    latency_ms: 0,
-                                },
-                                |r| Answer::from(r.5.clone()),
-                            )
-                    };
-                    Row {
-                        route: label.to_string(),
-                        server,
-                        name: name.to_string(),
-                        udp: find(Transport::Udp),
-                        tcp: find(Transport::Tcp),
-                    }
-                })
-                .collect::<Vec<_>>()
-        };
-    let daemon = rows_of(0, 0, "oqsdns", server, &step7);
+    let daemon = rows(Section::Daemon, 0, "oqsdns", server, &step7);
     let mut upstreams = Vec::new();
     let mut routes = Vec::new();
     for (i, target) in targets.iter().enumerate() {
         let mut servers = Vec::new();
         for &s in &target.servers {
-            let rows = rows_of(1, i, &target.route, s, &target.names);
-            servers.push(server_finding(s, &rows));
-            upstreams.extend(rows);
+            let found = rows(Section::Upstream, i, &target.route, s, &target.names);
+            servers.push(server_finding(s, &found));
+            upstreams.extend(found);
         }
         routes.push(RouteFinding {
             name: target.route.clone(),
@@ -326,20 +253,16 @@ pub async fn run_with(config: &Config, server: SocketAddr, resolv_conf: &Path) -
     }
     let mut other_area = Vec::new();
     let other_finding = other_target.map(|target| {
+        let other = other.unwrap_or(Area::None);
+        let label = format!("nw-base ({other})");
         let mut servers = Vec::new();
         for &s in &target.servers {
-            let rows = rows_of(
-                2,
-                0,
-                &format!("nw-base ({})", other.unwrap_or(Area::None)),
-                s,
-                &target.names,
-            );
-            servers.push(server_finding(s, &rows));
-            other_area.extend(rows);
+            let found = rows(Section::OtherArea, 0, &label, s, &target.names);
+            servers.push(server_finding(s, &found));
+            other_area.extend(found);
         }
         RouteFinding {
-            name: format!("nw-base-{}", other.unwrap_or(Area::None)),
+            name: format!("nw-base-{other}"),
             kind: target.kind,
             servers,
         }
@@ -347,18 +270,6 @@ pub async fn run_with(config: &Config, server: SocketAddr, resolv_conf: &Path) -
 
     let centre = centre(area, &step7, &daemon, timeout).await;
     let host_ipv6 = prefix::global_ipv6(&acl::interface_prefixes());
-    // The daemon's view when it answers; else the state file's, which it keeps across restarts
-    // (unknown without one).
-    let prefix_changed = match &status {
-        Some(lines) => lines
-            .iter()
-            .find_map(|l| l.strip_prefix("prefix-changed="))
-            .map(|v| v == "yes"),
-        None => Saved::load(&state_file(&config, None))
-            .ok()
-            .flatten()
-            .map(|saved| saved.changed()),
-    };
     let findings = Findings {
         daemon_answers: status.is_some()
             || daemon.iter().any(|r| answered(&r.udp) || answered(&r.tcp)),
@@ -367,7 +278,7 @@ pub async fn run_with(config: &Config, server: SocketAddr, resolv_conf: &Path) -
         routes,
         other_area: other_finding,
         host_global_ipv6: !host_ipv6.is_empty(),
-        prefix_changed,
+        prefix_changed: prefix_changed(&config, status.as_deref()),
         centre,
         openwrt: verdict::on_openwrt(),
     };
@@ -382,6 +293,172 @@ pub async fn run_with(config: &Config, server: SocketAddr, resolv_conf: &Path) -
         host_ipv6: host_ipv6.iter().map(ToString::to_string).collect(),
         findings,
         verdicts,
+    }
+}
+
+/// The daemon's status lines: still being asked, or read.
+enum StatusLines {
+    Asked(tokio::task::JoinHandle<Option<Vec<String>>>),
+    Read(Option<Vec<String>>),
+}
+
+impl StatusLines {
+    async fn get(self) -> Option<Vec<String>> {
+        match self {
+            Self::Asked(task) => task.await.ok().flatten(),
+            Self::Read(lines) => lines,
+        }
+    }
+}
+
+/// The area to check: `config`'s, or with `auto` the one the daemon says it chose (its status
+/// is then read here), else the one whose NW-base servers answer (East when neither does).
+async fn area_of(
+    config: &Config,
+    status: StatusLines,
+    timeout: std::time::Duration,
+) -> (Area, StatusLines) {
+    if config.area != Area::Auto {
+        return (config.area, status);
+    }
+    let lines = status.get().await;
+    let area = match lines.as_deref().and_then(area_in) {
+        Some(area) => area,
+        None => probe::detect_area(timeout).await.unwrap_or(Area::East),
+    };
+    (area, StatusLines::Read(lines))
+}
+
+/// The other concrete area, whose NW-base servers tell a wrong `area` apart.
+fn other_area(area: Area) -> Option<Area> {
+    match area {
+        Area::East => Some(Area::West),
+        Area::West => Some(Area::East),
+        Area::Auto | Area::None => None,
+    }
+}
+
+/// The other area's NW-base servers, with the first name of its NW-base route.
+fn other_area_target(other: Area) -> Target {
+    Target {
+        route: "nw-base".into(),
+        kind: RouteKind::NwBase,
+        servers: oqsdns_config::nw_base_servers(other)
+            .iter()
+            .map(|s| s.0)
+            .collect(),
+        names: oqsdns_config::preset_routes(other)
+            .into_iter()
+            .filter(|r| r.name == "nw-base")
+            .flat_map(|r| r.names)
+            .take(1)
+            .collect(),
+    }
+}
+
+/// Asks every question at once, over UDP and TCP: the step-7 names of the daemon at `server`,
+/// every target's names of its servers, and the other area's.
+async fn ask_all(
+    server: SocketAddr,
+    step7: &[ProbeName],
+    targets: &[Target],
+    other: Option<&Target>,
+    timeout: std::time::Duration,
+) -> Vec<Asked> {
+    let mut asks = JoinSet::new();
+    let mut spawn = |section, target, server, names: &[ProbeName]| {
+        for (index, name) in names.iter().enumerate() {
+            for transport in [Transport::Udp, Transport::Tcp] {
+                let name = name.clone();
+                asks.spawn(async move {
+                    Asked {
+                        section,
+                        target,
+                        server,
+                        name: index,
+                        transport,
+                        result: probe::probe(server, transport, &name, timeout).await,
+                    }
+                });
+            }
+        }
+    };
+    spawn(Section::Daemon, 0, server, step7);
+    for (i, target) in targets.iter().enumerate() {
+        for &s in &target.servers {
+            spawn(Section::Upstream, i, s, &target.names);
+        }
+    }
+    if let Some(target) = other {
+        for &s in &target.servers {
+            spawn(Section::OtherArea, 0, s, &target.names);
+        }
+    }
+    let mut asked = Vec::new();
+    while let Some(joined) = asks.join_next().await {
+        if let Ok(one) = joined {
+            asked.push(one);
+        }
+    }
+    asked
+}
+
+/// The rows of one server of one target: a row per name, its UDP and TCP answers found in
+/// `asked`.
+fn rows_of(
+    asked: &[Asked],
+    section: Section,
+    target: usize,
+    label: &str,
+    server: SocketAddr,
+    names: &[ProbeName],
+) -> Vec<Row> {
+    let find = |index: usize, transport: Transport| {
+        asked
+            .iter()
+            .find(|a| {
+                a.section == section
+                    && a.target == target
+                    && a.server == server
+                    && a.name == index
+                    && a.transport == transport
+            })
+            .map_or_else(
+                || Answer {
+                    ok: false,
+                    addresses: Vec::new(),
+                    error: Some("not asked".into()),
+                    latency_ms: 0,
+                    replied: false,
+                },
+                |a| Answer::from(a.result.clone()),
+            )
+    };
+    names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| Row {
+            route: label.to_string(),
+            server,
+            name: name.to_string(),
+            udp: find(index, Transport::Udp),
+            tcp: find(index, Transport::Tcp),
+        })
+        .collect()
+}
+
+/// Whether the line's prefix changed: the daemon's view when it answers; else the state file's,
+/// which it keeps across restarts (unknown without one).
+fn prefix_changed(config: &Config, status: Option<&[String]>) -> Option<bool> {
+    match status {
+        Some(lines) => lines
+            .iter()
+            .find_map(|l| l.strip_prefix("prefix-changed="))
+            .map(|v| v == "yes"),
+        None => Saved::load(&state_file(config, None))
+            .ok()
+            .flatten()
+            .map(|saved| saved.changed()),
     }
 }
 
@@ -457,23 +534,7 @@ pub async fn confirm_reauth(config: &Config, server: SocketAddr) -> Result<Confi
 /// Whether the server said anything at all (an answer, or an error response code), as opposed to
 /// silence, a refused connection or an unreachable network.
 fn answered(answer: &Answer) -> bool {
-    answer.ok
-        || answer.error.as_deref().is_some_and(|e| {
-            [
-                "NOERROR",
-                "FORMERR",
-                "SERVFAIL",
-                "NXDOMAIN",
-                "NOTIMP",
-                "REFUSED",
-                "RCODE",
-                "no ",
-                "malformed",
-                "reply does not match",
-            ]
-            .iter()
-            .any(|p| e.starts_with(p))
-        })
+    answer.ok || answer.replied
 }
 
 fn server_finding(addr: SocketAddr, rows: &[Row]) -> ServerFinding {
@@ -504,9 +565,6 @@ pub async fn status(server: SocketAddr, deadline: Instant) -> Option<Vec<String>
         reply = upstream::tcp(server, &query, id, &question, deadline)
             .await
             .ok()?;
-    }
-    if reply.info.rcode != 0 {
-        return None;
     }
     status_txt::lines_of(&reply.bytes)
 }

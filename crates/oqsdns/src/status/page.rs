@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use oqsdns_core::health::{Plan, State};
+
 use crate::check::verdict::{self, Severity};
 use crate::check::Answer;
 
@@ -172,14 +174,14 @@ fn esc(text: &str) -> String {
 }
 
 /// A state in the page's language, with its colour.
-fn state(lang: Lang, state: &str) -> String {
+fn state(lang: Lang, state: State) -> String {
     let (class, ja) = match state {
-        "up" => ("ok", "正常"),
-        "degraded" => ("warn", "低速・一部応答なし"),
-        "down" => ("ng", "応答なし"),
-        _ => ("dim", "未確認"),
+        State::Up => ("ok", "正常"),
+        State::Degraded => ("warn", "低速・一部応答なし"),
+        State::Down => ("ng", "応答なし"),
+        State::Unknown => ("dim", "未確認"),
     };
-    let word = if lang == Lang::Ja { ja } else { state };
+    let word = if lang == Lang::Ja { ja } else { state.as_str() };
     format!("<span class=\"{class}\">{word}</span>")
 }
 
@@ -297,15 +299,15 @@ pub fn render(status: &Status, lang: Lang) -> String {
                 (Lang::En, _) => "alternate",
             };
             let used = match (lang, s.plan) {
-                (Lang::Ja, "udp") => "UDP（切り詰め時 TCP）",
-                (Lang::Ja, "tcp") => "TCP のみ",
+                (Lang::Ja, Plan::Udp) => "UDP（切り詰め時 TCP）",
+                (Lang::Ja, Plan::TcpOnly) => "TCP のみ",
                 (Lang::Ja, _) => "予備（他が応答しない場合のみ）",
-                (Lang::En, "udp") => "UDP (TCP when truncated)",
-                (Lang::En, "tcp") => "TCP only",
+                (Lang::En, Plan::Udp) => "UDP (TCP when truncated)",
+                (Lang::En, Plan::TcpOnly) => "TCP only",
                 (Lang::En, _) => "spare (only when no other answers)",
             };
             let track = |t: &super::view::TrackView| {
-                if matches!(t.state, "up" | "degraded") {
+                if matches!(t.state, State::Up | State::Degraded) {
                     format!(
                         "{} <span class=\"dim\">{}: {:.1} ms</span>",
                         state(lang, t.state),

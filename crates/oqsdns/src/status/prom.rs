@@ -69,15 +69,11 @@ impl fmt::Debug for Counters {
 /// Every server of the runtime in force, once each, with the name of the first route that has
 /// it and its address as a label.
 fn servers(runtime: &Runtime) -> Vec<(&str, String, &ServerHealth)> {
-    let mut out: Vec<(&str, String, &ServerHealth)> = Vec::new();
-    for group in runtime.groups() {
-        for server in &group.servers {
-            if !out.iter().any(|(_, _, s)| std::ptr::eq(*s, &**server)) {
-                out.push((&group.name, server.addr.to_string(), server));
-            }
-        }
-    }
-    out
+    runtime
+        .servers()
+        .into_iter()
+        .map(|(group, server)| (group.name.as_str(), server.addr.to_string(), &**server))
+        .collect()
 }
 
 /// One sample of `family` with `labels`.

@@ -3,12 +3,11 @@
 //! drawn from the daemon's own probes instead of a new check.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use oqsdns_config::Area;
 use oqsdns_core::clients::TableAnswer;
-use oqsdns_core::health::{ServerHealth, State, Track};
+use oqsdns_core::health::{Plan, ServerHealth, State, Track};
 use oqsdns_core::probe::ProbeResult;
 use oqsdns_core::Transport;
 use serde::Serialize;
@@ -127,9 +126,11 @@ pub struct ServerView {
     /// The server.
     pub addr: SocketAddr,
     /// Up, degraded when one transport is down or slow, down when both are.
-    pub state: &'static str,
+    #[serde(serialize_with = "state_name")]
+    pub state: State,
     /// How queries use it now: `udp`, `tcp` (UDP down) or `last` (down over both).
-    pub plan: &'static str,
+    #[serde(serialize_with = "plan_name")]
+    pub plan: Plan,
     /// Over UDP.
     pub udp: TrackView,
     /// Over TCP.
@@ -144,7 +145,8 @@ pub struct ServerView {
 #[derive(Debug, Clone, Serialize)]
 pub struct TrackView {
     /// `up`, `degraded`, `down` or `unknown` (not probed yet).
-    pub state: &'static str,
+    #[serde(serialize_with = "state_name")]
+    pub state: State,
     /// The last probe's time to answer, in milliseconds.
     pub latency_ms: f64,
     /// Why it is not up (the last failure).
@@ -175,10 +177,21 @@ pub struct ChangeView {
     /// `udp` or `tcp`.
     pub transport: String,
     /// The new state.
-    pub state: &'static str,
+    #[serde(serialize_with = "state_name")]
+    pub state: State,
     /// Why.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
+}
+
+/// A health state in the JSON: its lower-case name.
+fn state_name<S: serde::Serializer>(state: &State, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(state.as_str())
+}
+
+/// A plan in the JSON: `udp`, `tcp` or `last`.
+fn plan_name<S: serde::Serializer>(plan: &Plan, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(plan.as_str())
 }
 
 /// The daemon's status now.
@@ -201,7 +214,7 @@ pub fn status(daemon: &Daemon) -> Status {
             None => RouteKind::Default,
         };
         let mut servers = Vec::new();
-        for server in unique(&group.servers) {
+        for server in group.unique_servers() {
             for change in server.history.changes() {
                 changes.push((
                     change.at,
@@ -210,7 +223,7 @@ pub fn status(daemon: &Daemon) -> Status {
                         route: group.name.clone(),
                         server: server.addr,
                         transport: change.transport.to_string(),
-                        state: change.state.as_str(),
+                        state: change.state,
                         reason: change.reason,
                     },
                 ));
@@ -271,21 +284,10 @@ pub fn status(daemon: &Daemon) -> Status {
     }
 }
 
-/// The group's servers without repeats (a route may name a server twice).
-fn unique(servers: &[Arc<ServerHealth>]) -> Vec<&Arc<ServerHealth>> {
-    let mut out: Vec<&Arc<ServerHealth>> = Vec::new();
-    for server in servers {
-        if !out.iter().any(|s| Arc::ptr_eq(s, server)) {
-            out.push(server);
-        }
-    }
-    out
-}
-
 fn server_view(server: &ServerHealth) -> ServerView {
     let last = server.history.last_probes();
     let track = |t: &Track| TrackView {
-        state: t.state().as_str(),
+        state: t.state(),
         latency_ms: t.latency().as_secs_f64() * 1000.0,
         reason: if t.state() == State::Up {
             String::new()
@@ -321,8 +323,8 @@ fn server_view(server: &ServerHealth) -> ServerView {
         .collect();
     ServerView {
         addr: server.addr,
-        state: server.state().as_str(),
-        plan: server.plan().as_str(),
+        state: server.state(),
+        plan: server.plan(),
         udp: track(&server.udp),
         tcp: track(&server.tcp),
         probed: last.at.map(Time::of),
@@ -341,9 +343,11 @@ fn answers(view: &ServerView, transport: Transport) -> bool {
         Transport::Tcp => (&view.tcp, view.probes.iter().map(|p| &p.tcp).collect()),
     };
     match track.state {
-        "up" | "degraded" => true,
-        "down" => false,
-        _ => !answer.is_empty() && answer.iter().all(|a| a.as_ref().is_some_and(|a| a.ok)),
+        State::Up | State::Degraded => true,
+        State::Down => false,
+        State::Unknown => {
+            !answer.is_empty() && answer.iter().all(|a| a.as_ref().is_some_and(|a| a.ok))
+        }
     }
 }
 
