@@ -225,7 +225,8 @@ async fn a_much_slower_server_is_degraded() {
         let internet = FakeUpstream::start(fake::identify("internet")).await;
         let daemon = Daemon::start(config(&[upstream.addr], internet.addr, "100ms")).await;
         let health = daemon.health("nw-base", 0);
-        // Let a baseline form over a few fast rounds.
+        // Let a baseline form over a few fast rounds (a slow first one, as on slow hardware or
+        // under qemu, is soon forgotten: the baseline follows faster answers down halfway).
         let mut changes = health.subscribe();
         until(&health, |s| s.tcp.state() == State::Up).await;
         while upstream.count(Via::Tcp) < 4 {

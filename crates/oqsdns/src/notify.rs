@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use nix::libc::{c_long, time_t};
+use nix::time::{clock_gettime, ClockId};
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -22,10 +24,32 @@ pub fn stopping() {
 
 /// Tells systemd the configuration is being reloaded; `reloaded` ends it.
 pub fn reloading() {
-    match NotifyState::monotonic_usec_now() {
-        Ok(now) => send(&[NotifyState::Reloading, now]),
-        Err(_) => send(&[NotifyState::Reloading]),
+    match monotonic_usec_now() {
+        Some(now) => send(&[
+            NotifyState::Reloading,
+            NotifyState::MonotonicUsec(now.into()),
+        ]),
+        None => send(&[NotifyState::Reloading]),
     }
+}
+
+/// `CLOCK_MONOTONIC` in microseconds, as systemd wants with RELOADING=1 (`Type=notify-reload`).
+///
+/// Not sd-notify's `NotifyState::monotonic_usec_now`: 0.5 multiplies `tv_sec` as `time_t`, which
+/// is 32-bit on 32-bit glibc (armv7, mipsel) and overflows after 2147 s (~36 min) of uptime: a
+/// panic in a debug build (in the signal task: SIGHUP and SIGTERM ignored afterwards), a wrong
+/// value in release.
+fn monotonic_usec_now() -> Option<u64> {
+    let now = clock_gettime(ClockId::CLOCK_MONOTONIC).ok()?;
+    Some(monotonic_usec(now.tv_sec(), now.tv_nsec()))
+}
+
+/// A `timespec` of `CLOCK_MONOTONIC` in microseconds, widened before multiplying.
+#[allow(clippy::useless_conversion)] // `time_t` and `c_long` are `i64` on 64-bit targets
+fn monotonic_usec(sec: time_t, nsec: c_long) -> u64 {
+    let sec = u64::try_from(i64::from(sec)).unwrap_or(0);
+    let nsec = u64::try_from(i64::from(nsec)).unwrap_or(0);
+    sec.saturating_mul(1_000_000).saturating_add(nsec / 1_000)
 }
 
 /// Ends a reload begun by `reloading`.
@@ -50,5 +74,44 @@ pub async fn watchdog(shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => send(&[NotifyState::Watchdog]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reload_time_is_right_past_36_minutes_of_uptime() {
+        // 2^31 microseconds is 35 min 47 s: past it a 32-bit `time_t * 1_000_000` overflows.
+        assert_eq!(monotonic_usec(2147, 483_647_000), 2_147_483_647);
+        assert_eq!(monotonic_usec(2148, 0), 2_148_000_000);
+        assert_eq!(monotonic_usec(3 * 3600, 0), 10_800_000_000);
+        // Up for a year, half a second past the second.
+        assert_eq!(
+            monotonic_usec(365 * 86_400, 500_000_999),
+            31_536_000_500_000
+        );
+        // The largest 32-bit `time_t`: 68 years.
+        assert_eq!(
+            monotonic_usec(time_t::MAX.min(i32::MAX.into()), 0),
+            2_147_483_647_000_000
+        );
+        // What systemd reads.
+        let state = NotifyState::MonotonicUsec(monotonic_usec(3 * 3600, 1_000).into());
+        assert_eq!(state.to_string(), "MONOTONIC_USEC=10800000001");
+    }
+
+    #[test]
+    fn the_reload_time_is_the_monotonic_clock() {
+        let before = std::time::Instant::now();
+        let first = monotonic_usec_now().unwrap();
+        let second = monotonic_usec_now().unwrap();
+        assert!(first > 0 && second >= first, "{first} {second}");
+        // Within the time between the two reads (CLOCK_MONOTONIC is what `Instant` reads on Linux).
+        assert!(
+            u128::from(second - first) <= before.elapsed().as_micros() + 1,
+            "{first} {second}"
+        );
     }
 }
