@@ -70,7 +70,7 @@ fn widen(limit: rlim_t) -> u64 {
 
 /// A limit for the kernel; what is past `RLIM_INFINITY` (`u32::MAX` on 32-bit glibc, `i32::MAX`
 /// on 32-bit MIPS) becomes it. The callers never pass such: they stay within the hard limit.
-#[allow(clippy::useless_conversion)]
+#[allow(clippy::useless_conversion, clippy::unnecessary_min_or_max)] // both on 64-bit targets
 fn narrow(limit: u64) -> rlim_t {
     rlim_t::try_from(limit).map_or(RLIM_INFINITY, |l| l.min(RLIM_INFINITY))
 }
