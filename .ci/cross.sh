@@ -52,13 +52,23 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64-static
 export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER=qemu-arm-static
 
 # musl: Debian's musl-dev:<arch> (crt files and libc.a in /usr/lib/<triple>, the gcc wrapper
-# <triple>-gcc) instead of rustup's self-contained objects, which Debian does not ship. std's
-# unwind crate links libunwind.a on static musl: gcc's libgcc_eh.a provides the same symbols.
+# <triple>-gcc) instead of rustup's self-contained objects, which Debian does not ship; static,
+# not PIE (the wrapper's start file is Scrt1.o, not rcrt1.o). std's unwind crate links
+# libunwind.a on static musl: gcc's libgcc_eh.a has the same symbols but, built for glibc, calls
+# _dl_find_object (glibc 2.35), which musl lacks; a stub answering "not found" stands in (the
+# unwinder then uses the frames registered by crtbegin; panic=abort never unwinds anyway).
 std_target_dir=$root/target/cross-std
 musl_dir=$std_target_dir/musl-link
-mkdir -p "$musl_dir/aarch64" "$musl_dir/mipsel"
-ln -sf "$(aarch64-linux-gnu-gcc -print-file-name=libgcc_eh.a)" "$musl_dir/aarch64/libunwind.a"
-ln -sf "$(mipsel-linux-gnu-gcc -print-file-name=libgcc_eh.a)" "$musl_dir/mipsel/libunwind.a"
+for arch in aarch64 mipsel; do
+  mkdir -p "$musl_dir/$arch"
+  rm -f "$musl_dir/$arch/libunwind.a"
+  cp "$("$arch-linux-gnu-gcc" -print-file-name=libgcc_eh.a)" "$musl_dir/$arch/libunwind.a"
+  echo 'int _dl_find_object(void *pc, void *result) { (void)pc; (void)result; return -1; }' \
+    >"$musl_dir/$arch/dl_find_object.c"
+  "$arch-linux-musl-gcc" -c -O2 -o "$musl_dir/$arch/dl_find_object.o" \
+    "$musl_dir/$arch/dl_find_object.c"
+  "$arch-linux-gnu-ar" rs "$musl_dir/$arch/libunwind.a" "$musl_dir/$arch/dl_find_object.o" 2>/dev/null
+done
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-musl-gcc
 export CARGO_TARGET_MIPSEL_UNKNOWN_LINUX_MUSL_LINKER=mipsel-linux-musl-gcc
 musl_flags="-C link-self-contained=no -C target-feature=+crt-static -C relocation-model=static"
@@ -66,10 +76,14 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$musl_flags -L $musl_d
 export CARGO_TARGET_MIPSEL_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$musl_flags -L $musl_dir/mipsel"
 
 # Targets with std from Debian: built, tested under qemu. The rest: std built from rust-web-src
-# (RUSTC_BOOTSTRAP for -Zbuild-std only, in its own environment), smoke-run under qemu.
+# (RUSTC_BOOTSTRAP for -Zbuild-std only, in its own environment), smoke-run under qemu: mipsel
+# as released (its size is checked), the others in the dev profile, which builds in a fraction
+# of the time of the LTO'd release and checks arithmetic overflow on the way.
 tested=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
 built_std=(mipsel-unknown-linux-gnu mips-unknown-linux-gnu mipsel-unknown-linux-musl
   aarch64-unknown-linux-musl)
+std_release=(mipsel-unknown-linux-gnu)
+is_std_release() { [[ " ${std_release[*]} " == *" $1 "* ]]; }
 wanted() { [ -z "${CROSS_ONLY:-}" ] || [[ " $CROSS_ONLY " == *" $1 "* ]]; }
 
 step() { printf '\n=== cross: %s (%ds)\n' "$*" $((SECONDS - started)); }
@@ -103,9 +117,10 @@ register_binfmt() {
 }
 
 declare -A size
-release_bin() {
+binary() {
   case " ${built_std[*]} " in
-    *" $1 "*) echo "$std_target_dir/$1/release/oqsdns" ;;
+    *" $1 "*) is_std_release "$1" && echo "$std_target_dir/$1/release/oqsdns" ||
+      echo "$std_target_dir/$1/debug/oqsdns" ;;
     *) echo "$CARGO_TARGET_DIR/$1/release/oqsdns" ;;
   esac
 }
@@ -113,7 +128,7 @@ release_bin() {
 # --- x86_64: the host's release binary, as packaging/debian/build-deb.sh builds it -----------
 if wanted x86_64-unknown-linux-gnu; then
   step "x86_64 release (host toolchain)"
-  env -u RUSTC -u CARGO_TARGET_DIR cargo build --release --locked -p oqsdns
+  env -u RUSTC -u RUSTDOC -u CARGO_TARGET_DIR cargo build --release --locked -p oqsdns
   size[x86_64-unknown-linux-gnu]=$(stat -c %s target/release/oqsdns)
 fi
 
@@ -122,7 +137,7 @@ for target in "${tested[@]}"; do
   wanted "$target" || continue
   step "$target release"
   "$cargo_deb" build --release --locked -p oqsdns --target "$target"
-  size[$target]=$(stat -c %s "$(release_bin "$target")")
+  size[$target]=$(stat -c %s "$(binary "$target")")
 done
 for target in "${tested[@]}"; do
   wanted "$target" || continue
@@ -141,10 +156,11 @@ done
 # --- build-std targets -------------------------------------------------------------------------
 for target in "${built_std[@]}"; do
   wanted "$target" || continue
-  step "$target release (build-std)"
-  CARGO_TARGET_DIR=$std_target_dir RUSTC_BOOTSTRAP=1 \
-    "$cargo_deb" build --release --locked -p oqsdns --target "$target" -Zbuild-std=std,panic_abort
-  size[$target]=$(stat -c %s "$(release_bin "$target")")
+  if is_std_release "$target"; then profile=release; else profile=dev; fi
+  step "$target $profile (build-std)"
+  CARGO_TARGET_DIR=$std_target_dir RUSTC_BOOTSTRAP=1 "$cargo_deb" build --profile "$profile" \
+    --locked -p oqsdns --target "$target" -Zbuild-std=std,panic_abort
+  if is_std_release "$target"; then size[$target]=$(stat -c %s "$(binary "$target")"); fi
 done
 
 # --- smoke: serve (answers checked field by field), reload, stop --------------------------------
@@ -309,7 +325,7 @@ if wanted x86_64-unknown-linux-gnu; then
 fi
 for target in "${built_std[@]}"; do
   wanted "$target" || continue
-  bin=$(release_bin "$target")
+  bin=$(binary "$target")
   case $target in
     # glibc: the cross libc under -L (no multiarch libc6 for these here).
     mipsel-unknown-linux-gnu) smoke "$target" "$bin" qemu-mipsel-static -L /usr/mipsel-linux-gnu ;;
@@ -323,8 +339,8 @@ for target in "${tested[@]}"; do
   wanted "$target" || continue
   [ -n "${CROSS_SMOKE_ALL:-}" ] || continue
   case $target in
-    aarch64-*) smoke "$target" "$(release_bin "$target")" qemu-aarch64-static ;;
-    armv7-*) smoke "$target" "$(release_bin "$target")" qemu-arm-static ;;
+    aarch64-*) smoke "$target" "$(binary "$target")" qemu-aarch64-static ;;
+    armv7-*) smoke "$target" "$(binary "$target")" qemu-arm-static ;;
   esac
 done
 
