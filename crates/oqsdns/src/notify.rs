@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use nix::libc::{c_long, time_t};
 use nix::time::{clock_gettime, ClockId};
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
@@ -44,11 +43,12 @@ fn monotonic_usec_now() -> Option<u64> {
     Some(monotonic_usec(now.tv_sec(), now.tv_nsec()))
 }
 
-/// A `timespec` of `CLOCK_MONOTONIC` in microseconds, widened before multiplying.
-#[allow(clippy::useless_conversion)] // `time_t` and `c_long` are `i64` on 64-bit targets
-fn monotonic_usec(sec: time_t, nsec: c_long) -> u64 {
-    let sec = u64::try_from(i64::from(sec)).unwrap_or(0);
-    let nsec = u64::try_from(i64::from(nsec)).unwrap_or(0);
+/// A `timespec` of `CLOCK_MONOTONIC` in microseconds, widened before multiplying. Generic over
+/// the field types (`time_t` and `c_long`: `i32` on 32-bit targets, `i64` on 64-bit ones; and
+/// `time_t` is deprecated on musl, which is moving it to 64 bits).
+fn monotonic_usec(sec: impl Into<i64>, nsec: impl Into<i64>) -> u64 {
+    let sec = u64::try_from(sec.into()).unwrap_or(0);
+    let nsec = u64::try_from(nsec.into()).unwrap_or(0);
     sec.saturating_mul(1_000_000).saturating_add(nsec / 1_000)
 }
 
@@ -84,18 +84,22 @@ mod tests {
     #[test]
     fn the_reload_time_is_right_past_36_minutes_of_uptime() {
         // 2^31 microseconds is 35 min 47 s: past it a 32-bit `time_t * 1_000_000` overflows.
-        assert_eq!(monotonic_usec(2147, 483_647_000), 2_147_483_647);
-        assert_eq!(monotonic_usec(2148, 0), 2_148_000_000);
-        assert_eq!(monotonic_usec(3 * 3600, 0), 10_800_000_000);
+        // The fields as a 32-bit target has them.
+        assert_eq!(monotonic_usec(2147_i32, 483_647_000_i32), 2_147_483_647);
+        assert_eq!(monotonic_usec(2148_i32, 0_i32), 2_148_000_000);
+        assert_eq!(monotonic_usec(3 * 3600_i32, 0_i32), 10_800_000_000);
         // Up for a year, half a second past the second.
         assert_eq!(
-            monotonic_usec(365 * 86_400, 500_000_999),
+            monotonic_usec(365 * 86_400_i32, 500_000_999_i32),
             31_536_000_500_000
         );
         // The largest 32-bit `time_t`: 68 years.
-        assert_eq!(monotonic_usec(i32::MAX.into(), 0), 2_147_483_647_000_000);
+        assert_eq!(monotonic_usec(i32::MAX, 0_i32), 2_147_483_647_000_000);
         // What systemd reads.
-        let state = NotifyState::MonotonicUsec(monotonic_usec(3 * 3600, 1_000).into());
+        let state = NotifyState::MonotonicUsec(monotonic_usec(3 * 3600_i32, 1_000_i32).into());
+        assert_eq!(state.to_string(), "MONOTONIC_USEC=10800000001");
+        // And as a 64-bit target has them.
+        let state = NotifyState::MonotonicUsec(monotonic_usec(3 * 3600_i64, 1_000_i64).into());
         assert_eq!(state.to_string(), "MONOTONIC_USEC=10800000001");
     }
 
