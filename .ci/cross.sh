@@ -10,8 +10,9 @@
 # build-std targets (RUSTC_BOOTSTRAP is part of cargo's fingerprints: sharing a dir would rebuild
 # the build scripts and proc-macros back and forth).
 #
-#   .ci/cross.sh            everything (CI)
-#   CROSS_ONLY="mipsel-unknown-linux-gnu" .ci/cross.sh    just these targets' builds/smokes
+#   .ci/cross.sh                                  CI: all but the optional musl builds
+#   CROSS_OPTIONAL=1 .ci/cross.sh                 everything
+#   CROSS_ONLY="mips-unknown-linux-gnu" .ci/cross.sh   just these targets (x86_64-unknown-linux-gnu too)
 #
 # Needs root (binfmt_misc for the tests that spawn the binary; knotd for the smoke's upstream).
 set -euo pipefail
