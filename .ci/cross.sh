@@ -24,6 +24,8 @@ cargo_deb=/usr/bin/cargo
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
 export CARGO_TARGET_DIR=$root/target/cross
 unset RUSTFLAGS RUSTC_WRAPPER CARGO_BUILD_TARGET
+# Built once per run: incremental caches would only cost time and disk (a GB per target).
+export CARGO_INCREMENTAL=0
 # The network-namespace lab stays on x86_64 (`cargo test --workspace` in .ci/run): under
 # qemu-user its tests say why they skip instead of failing (tests/src/lab/env.rs).
 export OQSDNS_LAB=skip
