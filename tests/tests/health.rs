@@ -228,7 +228,7 @@ async fn a_much_slower_server_is_degraded() {
             move |q, via| {
                 let message = fake::reply(q, vec![fake::txt(q, "x")]);
                 if slow.load(Ordering::Relaxed) && via == Via::Tcp {
-                    Action::Delay(Duration::from_millis(250), message)
+                    Action::Delay(Duration::from_millis(600), message)
                 } else {
                     Action::Reply(message)
                 }
@@ -236,9 +236,14 @@ async fn a_much_slower_server_is_degraded() {
         })
         .await;
         let internet = FakeUpstream::start(fake::identify("internet")).await;
-        let daemon = Daemon::start(config(&[upstream.addr], internet.addr, "100ms")).await;
+        // Slow is over 4 times the baseline plus 100 ms, and a probe fails past health.timeout:
+        // a wide window between the two, so a slower machine (or qemu) still sees "slow".
+        let mut config = config(&[upstream.addr], internet.addr, "100ms");
+        config.health.timeout = "2s".parse().unwrap();
+        let daemon = Daemon::start(config).await;
         let health = daemon.health("nw-base", 0);
-        // Let a baseline form over a few fast rounds.
+        // Let a baseline form over a few fast rounds (a slow first one, as on slow hardware or
+        // under qemu, is soon forgotten: the baseline follows faster answers down halfway).
         let mut changes = health.subscribe();
         until(&health, |s| s.tcp.state() == State::Up).await;
         while upstream.count(Via::Tcp) < 4 {

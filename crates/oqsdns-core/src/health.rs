@@ -131,8 +131,12 @@ impl Track {
                     return None;
                 }
                 self.slows.store(0, Ordering::Relaxed);
+                // Up slowly (7/8 old, 1/8 new), down fast (halfway): a slow first probe (cold
+                // caches, a new connection, slow hardware) must not hide later slowness for long.
                 let next = if baseline == 0 {
                     us
+                } else if us < baseline {
+                    baseline - (baseline - us) / 2
                 } else {
                     (baseline * 7 + us) / 8
                 };

@@ -6,6 +6,7 @@
 //! question would fail with EMFILE and the client get SERVFAIL; so at start the soft limit is raised
 //! towards the hard one, as far as needed.
 
+use nix::libc::{rlim_t, RLIM_INFINITY};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use std::net::SocketAddr;
 
@@ -33,12 +34,12 @@ pub fn needed(config: &Config, system: &[SocketAddr]) -> u64 {
 /// within the hard limit; warns when the hard limit is lower. The limits afterwards: (soft, hard).
 pub fn raise_nofile(config: &Config, system: &[SocketAddr]) -> Option<(u64, u64)> {
     let need = needed(config, system);
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    let (soft, hard) = nofile()?;
     if soft >= need {
         return Some((soft, hard));
     }
     let target = need.min(hard);
-    if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+    if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, narrow(target), narrow(hard)) {
         warn!(%error, soft, need, "cannot raise the open files limit from {soft} to {need}: {error}");
         return Some((soft, hard));
     }
@@ -51,6 +52,29 @@ pub fn raise_nofile(config: &Config, system: &[SocketAddr]) -> Option<(u64, u64)
         debug!(from = soft, to = target, "open files limit raised");
     }
     Some((target, hard))
+}
+
+/// The open files limits (soft, hard), widened to `u64`.
+fn nofile() -> Option<(u64, u64)> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    Some((widen(soft), widen(hard)))
+}
+
+// `rlim_t` is `u64` on 64-bit targets but `u32` on 32-bit glibc (armv7, mipsel): convert at the
+// boundary, so the arithmetic above is the same everywhere. On 64-bit targets the conversions are
+// the identity, which clippy would call useless.
+
+/// A limit as the kernel gives it, as `u64`.
+#[allow(clippy::useless_conversion)]
+fn widen(limit: rlim_t) -> u64 {
+    u64::from(limit)
+}
+
+/// A limit for the kernel; what is past `RLIM_INFINITY` (`u32::MAX` on 32-bit glibc, `i32::MAX`
+/// on 32-bit MIPS) becomes it. The callers never pass such: they stay within the hard limit.
+#[allow(clippy::useless_conversion, clippy::unnecessary_min_or_max)] // both on 64-bit targets
+fn narrow(limit: u64) -> rlim_t {
+    rlim_t::try_from(limit).map_or(RLIM_INFINITY, |l| l.min(RLIM_INFINITY))
 }
 
 #[cfg(test)]
@@ -71,12 +95,30 @@ mod tests {
         assert_eq!(with_three - need, 3 * POOLED_IDLE as u64);
         // From systemd's soft limit (lowering needs no privilege; this test binary's other tests
         // open few files).
-        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-        setrlimit(Resource::RLIMIT_NOFILE, 1024.min(hard), hard).unwrap();
+        let (_, hard) = nofile().unwrap();
+        setrlimit(
+            Resource::RLIMIT_NOFILE,
+            narrow(1024.min(hard)),
+            narrow(hard),
+        )
+        .unwrap();
         let (soft, _) = raise_nofile(&config, &[]).unwrap();
         assert_eq!(soft, need.min(hard));
-        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (soft, hard));
+        assert_eq!(nofile(), Some((soft, hard)));
         // Already enough: left as it is.
         assert_eq!(raise_nofile(&config, &[]), Some((soft, hard)));
+    }
+
+    #[test]
+    fn limits_convert_to_and_from_the_kernels_width() {
+        // 32-bit glibc: `rlim_t` is `u32`, RLIM_INFINITY `u32::MAX` (`i32::MAX` on MIPS).
+        let infinity = widen(RLIM_INFINITY);
+        assert!(infinity >= u64::from(i32::MAX as u32), "{infinity}");
+        for limit in [0, 1024, 4096, 1 << 20, infinity] {
+            assert_eq!(widen(narrow(limit)), limit);
+        }
+        // Past `rlim_t`: infinity, not a truncation (5e9 mod 2^32 would be 705 032 704).
+        assert_eq!(widen(narrow(5_000_000_000)), 5_000_000_000.min(infinity));
+        assert_eq!(narrow(u64::MAX), RLIM_INFINITY);
     }
 }

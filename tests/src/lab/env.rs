@@ -1,5 +1,5 @@
 //! What the lab needs from the machine: root, the tools, the built `oqsdns` binary; and the
-//! decision to skip a lab test or, with `OQSDNS_LAB=require`, to fail it.
+//! decision to skip a lab test or, with `OQSDNS_LAB=require`, to fail it (`OQSDNS_LAB=skip`: skip it).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,9 @@ impl Tools {
     /// Finds everything, or says what is missing. A missing `oqsdns` binary is not a reason to
     /// skip: it panics.
     pub fn find() -> Result<Self, String> {
+        if skipped() {
+            return Err("OQSDNS_LAB=skip is set (as by .ci/cross.sh under qemu-user)".into());
+        }
         if !is_root() {
             return Err("not running as root (namespaces need CAP_NET_ADMIN)".into());
         }
@@ -95,6 +98,11 @@ pub fn program_or_skip(test: &str, name: &str, package: &str) -> Option<PathBuf>
 
 fn required() -> bool {
     std::env::var("OQSDNS_LAB").is_ok_and(|v| v == "require")
+}
+
+/// `OQSDNS_LAB=skip`: the lab is not run even where it could.
+fn skipped() -> bool {
+    std::env::var("OQSDNS_LAB").is_ok_and(|v| v == "skip")
 }
 
 /// `target/<profile>/oqsdns`, next to the `deps` folder holding this test binary. Panics with a

@@ -101,6 +101,26 @@ fn slow_answers_degrade_and_normal_ones_recover() {
 }
 
 #[test]
+fn a_slow_first_probe_does_not_hide_later_slowness() {
+    let track = Track::default();
+    // The first probe 80 ms (a cold start), the next ones 2 ms: the baseline follows them down
+    // (with 7/8 of the old one kept it would still be 48 ms: slow only past 290 ms).
+    track.record(&pass(80), LIMITS);
+    for _ in 0..4 {
+        track.record(&pass(2), LIMITS);
+    }
+    assert_eq!(track.state(), State::Up);
+    assert_eq!(track.record(&pass(250), LIMITS), None);
+    assert_eq!(track.record(&pass(250), LIMITS), None);
+    assert_eq!(track.record(&pass(250), LIMITS), Some(State::Degraded));
+    assert!(
+        track.reason().starts_with("slow: 250 ms, usually 6 ms"),
+        "{}",
+        track.reason()
+    );
+}
+
+#[test]
 fn a_server_whose_udp_fails_is_used_over_tcp() {
     let server = ServerHealth::new(
         "[2404:1a8:f583:d00::53:1]:53".parse().unwrap(),
