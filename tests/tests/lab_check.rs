@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use oqsdns_tests::lab::process::Output;
+use oqsdns_tests::lab::run::verdict_ids;
 use oqsdns_tests::lab::topology::{CENTRE, OQSDNS_LAN4, TERMINAL6};
 use oqsdns_tests::lab::{Area, Cut, Host, Lab};
 
@@ -226,15 +227,6 @@ fn health_until(
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-fn verdict_ids(json: &serde_json::Value) -> Vec<String> {
-    json["verdicts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The daemon's own loop connects to the centre at the health interval: `/health` says 200

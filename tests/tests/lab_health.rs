@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use oqsdns_tests::lab::run::verdict_ids;
 use oqsdns_tests::lab::{Area, Cut, Host, Lab};
 
 /// The status endpoint, on the daemon's loopback inside its namespace.
@@ -242,12 +243,7 @@ fn verdicts(lab: &Lab, args: &[&str]) -> Vec<String> {
             lab.oqsdns_log()
         )
     });
-    json["verdicts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["id"].as_str().unwrap().to_string())
-        .collect()
+    verdict_ids(&json)
 }
 
 const WARNING: &str = "the line's IPv6 prefix changed";

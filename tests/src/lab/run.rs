@@ -59,3 +59,13 @@ impl Lab {
         }
     }
 }
+
+/// The verdict ids in the JSON of `oqsdns check --json`.
+pub fn verdict_ids(json: &serde_json::Value) -> Vec<String> {
+    json["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect()
+}
