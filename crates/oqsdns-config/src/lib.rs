@@ -195,7 +195,8 @@ pub struct HealthConfig {
     pub fall: u32,
     /// The state file, where the prefix watch (FAQ Q18) keeps the line's prefixes across
     /// restarts. `$STATE_DIRECTORY/state` wins when systemd sets it (`StateDirectory=`); without
-    /// either, `/etc/oqsdns/state` (persistent on OpenWrt, whose `/var` is a tmpfs).
+    /// either, `/var/lib/oqsdns/state` where that folder exists (the unit's), else
+    /// `/etc/oqsdns/state` (persistent on OpenWrt, whose `/var` is a tmpfs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_file: Option<std::path::PathBuf>,
 }

@@ -21,22 +21,34 @@ pub const FILE_NAME: &str = "state";
 /// persistent path, since OpenWrt's `/var` is a tmpfs.
 pub const DEFAULT_PATH: &str = "/etc/oqsdns/state";
 
+/// The folder systemd makes for the Debian unit's `StateDirectory=oqsdns`.
+pub const SYSTEMD_DIR: &str = "/var/lib/oqsdns";
+
 /// The state file's path: in `$STATE_DIRECTORY` (set by systemd for `StateDirectory=`; the
-/// first entry when it lists several), else `configured` (`[health] state_file`), else
-/// [`DEFAULT_PATH`].
+/// first entry when it lists several), else `configured` (`[health] state_file`), else in
+/// [`SYSTEMD_DIR`] when it exists (so that `oqsdns check --confirm-reauth` from a shell finds
+/// the daemon's file without `$STATE_DIRECTORY`), else [`DEFAULT_PATH`].
 pub fn path(configured: Option<&Path>) -> PathBuf {
     let from_env = std::env::var_os("STATE_DIRECTORY");
-    path_from(from_env.as_deref().and_then(|v| v.to_str()), configured)
+    path_from(
+        from_env.as_deref().and_then(|v| v.to_str()),
+        configured,
+        Path::new(SYSTEMD_DIR).is_dir(),
+    )
 }
 
-fn path_from(state_directory: Option<&str>, configured: Option<&Path>) -> PathBuf {
+fn path_from(state_directory: Option<&str>, configured: Option<&Path>, systemd: bool) -> PathBuf {
     if let Some(dir) = state_directory
         .and_then(|v| v.split(':').next())
         .filter(|d| !d.is_empty())
     {
         return Path::new(dir).join(FILE_NAME);
     }
-    configured.map_or_else(|| PathBuf::from(DEFAULT_PATH), Path::to_path_buf)
+    match configured {
+        Some(path) => path.to_path_buf(),
+        None if systemd => Path::new(SYSTEMD_DIR).join(FILE_NAME),
+        None => PathBuf::from(DEFAULT_PATH),
+    }
 }
 
 /// What the state file holds.
@@ -146,34 +158,50 @@ impl Saved {
         }
     }
 
-    /// Writes `path` atomically: a temporary file in the same folder (created if missing),
-    /// synced, then renamed over it, so a power cut leaves the old file or the new one.
+    /// Writes `path` atomically (see [`write_atomically`]), creating its folder if missing;
+    /// readable by all, so the daemon reads what root's `oqsdns check --confirm-reauth` wrote.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
         let io = |source| StateError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(FILE_NAME);
-        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let written = (|| {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(self.to_text().as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&temp, path)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
         }
-        written.map_err(io)
+        write_atomically(path, self.to_text().as_bytes(), 0o644).map_err(io)
     }
+}
+
+/// Writes `path` so that a power cut leaves the old file or the new one: a new temporary file
+/// beside it (an unpredictable name, created exclusively: a link planted there is never
+/// followed) with `mode`, or the mode of the file it replaces, synced, renamed over `path`,
+/// then the folder synced.
+pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let mode = std::fs::metadata(path).map_or(mode, |m| m.permissions().mode() & 0o7777);
+    let temp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)?;
+        // The umask may have narrowed `mode` (root's 077 would hide the file from the daemon).
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+        return written;
+    }
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Whether `last` holds a prefix not in `known` (nothing known yet is never a change).
@@ -221,17 +249,50 @@ pub(crate) mod tests {
     fn the_state_directory_wins_then_the_config_then_the_default() {
         let configured = Path::new("/srv/oqsdns/state");
         assert_eq!(
-            path_from(Some("/var/lib/oqsdns"), Some(configured)),
+            path_from(Some("/var/lib/oqsdns"), Some(configured), false),
             Path::new("/var/lib/oqsdns/state")
         );
         assert_eq!(
-            path_from(Some("/var/lib/oqsdns:/var/lib/other"), None),
+            path_from(Some("/var/lib/oqsdns:/var/lib/other"), None, false),
             Path::new("/var/lib/oqsdns/state"),
             "the first of several"
         );
-        assert_eq!(path_from(Some(""), Some(configured)), configured);
-        assert_eq!(path_from(None, Some(configured)), configured);
-        assert_eq!(path_from(None, None), Path::new(DEFAULT_PATH));
+        assert_eq!(path_from(Some(""), Some(configured), true), configured);
+        assert_eq!(path_from(None, Some(configured), true), configured);
+        assert_eq!(
+            path_from(None, None, true),
+            Path::new("/var/lib/oqsdns/state"),
+            "a shell on a systemd box: the unit's state folder"
+        );
+        assert_eq!(path_from(None, None, false), Path::new(DEFAULT_PATH));
+    }
+
+    #[test]
+    fn written_readable_by_the_daemon_keeping_a_replaced_files_mode_and_never_through_a_link() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = TempDir::new("state-write");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let path = dir.0.join("state");
+        write_atomically(&path, b"one", 0o644).unwrap();
+        assert_eq!(mode(&path), 0o644, "readable whatever the umask");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomically(&path, b"two", 0o644).unwrap();
+        assert_eq!(
+            (mode(&path), std::fs::read(&path).unwrap()),
+            (0o600, b"two".to_vec())
+        );
+        // `path` a link to another file: the link is replaced, the other file left alone.
+        let other = dir.0.join("other");
+        std::fs::write(&other, b"untouched").unwrap();
+        let link = dir.0.join("link");
+        std::os::unix::fs::symlink(&other, &link).unwrap();
+        write_atomically(&link, b"three", 0o644).unwrap();
+        assert_eq!(std::fs::read(&other).unwrap(), b"untouched");
+        assert_eq!(std::fs::read(&link).unwrap(), b"three");
+        assert!(!std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[test]

@@ -309,6 +309,14 @@ pub async fn serve(
             servers.start(listener, token)?;
         }
         addrs.extend(follower.addrs());
+        if addrs.is_empty() {
+            // Loopback is always among the addresses: none bound means another DNS server holds
+            // the port everywhere, a configuration that cannot work.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "listen \"auto\" could bind no address (each is held by another program or cannot be bound)",
+            ));
+        }
         servers
             .tasks
             .spawn(follow(follower, events, servers.clone(), shutdown.clone()));

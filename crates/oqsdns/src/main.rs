@@ -473,6 +473,10 @@ fn run(config: Config, source: Source) -> ExitCode {
                 info!("stopped");
                 ExitCode::SUCCESS
             }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                error!(error = %e, "{e}; not starting");
+                ExitCode::from(EXIT_LISTEN)
+            }
             Err(e) => {
                 error!(error = %e, "stopped on an error: {e}");
                 ExitCode::FAILURE

@@ -450,17 +450,8 @@ fn read(path: &Path) -> Result<String, String> {
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
-    write_atomically(path, text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Writes `text` to `path` atomically: a temporary file beside it, then a rename.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("oqsdns-new");
-    std::fs::write(&tmp, text)?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&tmp, meta.permissions());
-    }
-    std::fs::rename(&tmp, path)
+    oqsdns_core::state::write_atomically(path, text.as_bytes(), 0o644)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

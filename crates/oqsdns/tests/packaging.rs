@@ -197,6 +197,37 @@ fn a_bad_file_exits_with_the_status_not_restarted() {
     );
 }
 
+/// `listen = ["auto:PORT"]` on loopback only, with the port held on every loopback address (as
+/// another DNS server on the wildcard would): exit 3, not a daemon that serves nothing.
+#[test]
+fn auto_with_every_address_taken_exits_3() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    // ::1 too where the host has it (a host without IPv6 on loopback has only 127.0.0.1).
+    let _taken6 = std::net::UdpSocket::bind(("::1", port)).ok();
+    let dir = TempDir::new();
+    let path = dir.0.join("auto.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "area = \"none\"\n[server]\nlisten = [\"auto:{port}\"]\ninterfaces = [\"lo\"]\n\
+             [forward]\ndefault = [\"192.0.2.53\"]\n"
+        ),
+    )
+    .unwrap();
+    // Bounded: a daemon that starts anyway is stopped after 10 s (coreutils' timeout: exit 124).
+    let output = Command::new("timeout")
+        .args(["10", env!("CARGO_BIN_EXE_oqsdns"), "run", "--config"])
+        .arg(&path)
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("could bind no address"), "{stderr}");
+}
+
 /// A taken listen address: exit 3 with the address and the reason in a plain line on stderr
 /// (a pipe: no escape codes).
 #[test]
