@@ -23,6 +23,10 @@ use crate::state::{self, Saved, StateError};
 
 /// The watch: the state file's content, the prefixes now, and how the file looked when last
 /// read or written.
+/// How long after a first start learned the line's prefixes others that join them (the LAN's
+/// after wan6) are learned too.
+pub const LEARNING: std::time::Duration = std::time::Duration::from_secs(600);
+
 #[derive(Debug, Default)]
 pub struct PrefixWatch {
     inner: Mutex<Inner>,
@@ -34,8 +38,10 @@ struct Inner {
     path: Option<PathBuf>,
     saved: Saved,
     now: Vec<Ipv6Net>,
-    /// The known prefixes were learned in this run, not read or confirmed.
-    learning: bool,
+    /// The known prefixes were learned in this run, not read or confirmed: when first learned.
+    /// Prefixes that join them within [`LEARNING`] are learned too; after it, a new one is a
+    /// change (a line renumbered during the first run keeps the old address, deprecated).
+    learning: Option<std::time::Instant>,
     /// The file's identity and time when last read or written, to notice another writer.
     stamp: Option<(u64, SystemTime)>,
     /// A failed write was logged: the next ones are not, until one succeeds.
@@ -147,6 +153,11 @@ impl PrefixWatch {
     /// Records the host's prefixes now: learns, warns once when the line changed, and saves
     /// what changed.
     pub fn observe(&self, now: Vec<Ipv6Net>) {
+        self.observe_at(now, std::time::Instant::now());
+    }
+
+    /// [`observe`](Self::observe) at time `at`.
+    pub fn observe_at(&self, now: Vec<Ipv6Net>, at: std::time::Instant) {
         let mut inner = self.lock();
         inner.reread(false); // a confirmation written meanwhile is not overwritten
         inner.now.clone_from(&now);
@@ -155,11 +166,18 @@ impl PrefixWatch {
         }
         let before = inner.saved.clone();
         let learned = if before.known.is_empty() {
+            inner.learning = Some(at);
             true
         } else {
-            inner.learning && before.known.iter().all(|p| now.contains(p))
+            let in_window = inner
+                .learning
+                .is_some_and(|since| at.saturating_duration_since(since) < LEARNING);
+            let joined = in_window && before.known.iter().all(|p| now.contains(p));
+            if !joined {
+                inner.learning = None; // once a change, always a change
+            }
+            joined
         };
-        inner.learning = learned;
         if learned {
             if before.known != now {
                 info!(prefixes = %show(&now), "the prefix watch (FAQ Q18) learned the line's IPv6 prefixes");
@@ -217,7 +235,7 @@ impl Inner {
                     info!(path = %path.display(), known = %show(&saved.known), "line authentication confirmed; the prefix watch (FAQ Q18) knows the line's prefixes again");
                 }
                 self.saved = saved;
-                self.learning = false;
+                self.learning = None;
             }
             Ok(None) => {}
             Err(error) => {
@@ -377,6 +395,20 @@ mod tests {
         // old address, deprecated, for a while).
         let again = PrefixWatch::open_with(path, v6(&[WAN, LAN, NEW_LAN]));
         assert!(again.get().changed());
+    }
+
+    #[test]
+    fn a_prefix_that_joins_after_the_learning_window_is_a_change() {
+        let dir = crate::state::tests::TempDir::new("prefix-window");
+        let watch = PrefixWatch::open_with(dir.0.join("state"), Vec::new());
+        let t0 = std::time::Instant::now();
+        watch.observe_at(v6(&[WAN]), t0);
+        watch.observe_at(v6(&[WAN, LAN]), t0 + LEARNING / 2);
+        assert!(!watch.get().changed(), "within the window: learned");
+        // The line renumbered months into the first run: the old prefix still there, deprecated.
+        watch.observe_at(v6(&[WAN, LAN, NEW_LAN]), t0 + LEARNING * 100);
+        assert!(watch.get().changed(), "after the window: a change");
+        assert_eq!(watch.get().known, v6(&[WAN, LAN]));
     }
 
     #[test]
