@@ -107,15 +107,10 @@ fn lab_udp_dropped_first_query_is_answered() {
         return;
     };
     lab.cut_off(&Area::East.nw_base(), Cut::Udp);
-    let started = Instant::now();
     let answer = lab.query("www.lineauth.mnw", "AAAA").wait(3).run();
     assert_eq!(answer.status, "NOERROR", "{answer}\n{}", lab.oqsdns_log());
+    // Within dig's single try of 3 s (+time=3 +tries=1), or the status would not be NOERROR.
     assert_eq!(answer.data("AAAA"), ["2404:1a8:f583:af0::1"], "{answer}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
     let [primary, alternate] = Area::East.nw_base();
     let moved = poll_until(Duration::from_secs(40), Instant::now(), || {
         let lines = status_lines(&lab);
