@@ -103,7 +103,8 @@ fn lab_dead_nw_base_is_seen_within_interval_plus_fall_timeouts() {
 /// both servers to TCP, and later queries are answered at once.
 #[test]
 fn lab_udp_dropped_first_query_is_answered() {
-    let Some(mut lab) = Lab::start("lab_udp_dropped_first_query", Area::East) else {
+    let status = format!("\n[status]\nlisten = \"{STATUS}\"\n");
+    let Some(mut lab) = Lab::start_with("lab_udp_dropped_first_query", Area::East, &status) else {
         return;
     };
     lab.cut_off(&Area::East.nw_base(), Cut::Udp);
@@ -126,13 +127,19 @@ fn lab_udp_dropped_first_query_is_answered() {
         status_lines(&lab),
         lab.oqsdns_log()
     );
-    let started = Instant::now();
+    // Over TCP at once: counted, not timed. The NW-base servers got the query over TCP and not
+    // over UDP (the probes are counted apart).
+    let before = [Transport::Udp, Transport::Tcp].map(|t| nw_base_queries(&lab, t));
     let later = lab.query("hweb.oqs.onshikaku.org", "AAAA").run();
     assert_eq!(later.status, "NOERROR", "{later}");
+    let after = [Transport::Udp, Transport::Tcp].map(|t| nw_base_queries(&lab, t));
+    assert_eq!(
+        after[0], before[0],
+        "no UDP query to the NW-base: {before:?} -> {after:?}"
+    );
     assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "over TCP at once: {:?}",
-        started.elapsed()
+        after[1] > before[1],
+        "asked over TCP: {before:?} -> {after:?}"
     );
     lab.assert_running();
 }
@@ -195,6 +202,29 @@ fn lab_slow_default_name_does_not_mark_its_server_down() {
             .all(|l| l.contains("udp=up")),
         "{lines}"
     );
+}
+
+/// The queries of clients sent to the NW-base servers over `transport`, from `/metrics`.
+fn nw_base_queries(lab: &Lab, transport: Transport) -> u64 {
+    let (_, body) = lab
+        .try_http_get(Host::Oqsdns, status_addr(), "/metrics")
+        .unwrap_or_else(|e| panic!("/metrics: {e}"));
+    let transport = match transport {
+        Transport::Udp => "transport=\"udp\"",
+        Transport::Tcp => "transport=\"tcp\"",
+    };
+    body.lines()
+        .filter(|l| l.starts_with("oqsdns_upstream_queries_total{"))
+        .filter(|l| l.contains("route=\"nw-base\"") && l.contains(transport))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A transport, for [`nw_base_queries`].
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    Udp,
+    Tcp,
 }
 
 /// The UDP probe rounds of the default servers that passed, from `/metrics`.
