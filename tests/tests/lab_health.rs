@@ -129,10 +129,10 @@ fn lab_udp_dropped_first_query_is_answered() {
     );
     // Over TCP at once: counted, not timed. The NW-base servers got the query over TCP and not
     // over UDP (the probes are counted apart).
-    let before = [Transport::Udp, Transport::Tcp].map(|t| nw_base_queries(&lab, t));
+    let before = ["udp", "tcp"].map(|t| nw_base_queries(&lab, t));
     let later = lab.query("hweb.oqs.onshikaku.org", "AAAA").run();
     assert_eq!(later.status, "NOERROR", "{later}");
-    let after = [Transport::Udp, Transport::Tcp].map(|t| nw_base_queries(&lab, t));
+    let after = ["udp", "tcp"].map(|t| nw_base_queries(&lab, t));
     assert_eq!(
         after[0], before[0],
         "no UDP query to the NW-base: {before:?} -> {after:?}"
@@ -204,43 +204,24 @@ fn lab_slow_default_name_does_not_mark_its_server_down() {
     );
 }
 
-/// The queries of clients sent to the NW-base servers over `transport`, from `/metrics`.
-fn nw_base_queries(lab: &Lab, transport: Transport) -> u64 {
-    let (_, body) = lab
-        .try_http_get(Host::Oqsdns, status_addr(), "/metrics")
-        .unwrap_or_else(|e| panic!("/metrics: {e}"));
-    let transport = match transport {
-        Transport::Udp => "transport=\"udp\"",
-        Transport::Tcp => "transport=\"tcp\"",
-    };
-    body.lines()
-        .filter(|l| l.starts_with("oqsdns_upstream_queries_total{"))
-        .filter(|l| l.contains("route=\"nw-base\"") && l.contains(transport))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
-/// A transport, for [`nw_base_queries`].
-#[derive(Debug, Clone, Copy)]
-enum Transport {
-    Udp,
-    Tcp,
+/// The queries of clients sent to the NW-base servers over `transport` (`udp`, `tcp`), from
+/// `/metrics`.
+fn nw_base_queries(lab: &Lab, transport: &str) -> u64 {
+    let transport = format!("transport=\"{transport}\"");
+    lab.metric_sum(
+        status_addr(),
+        "oqsdns_upstream_queries_total",
+        &["route=\"nw-base\"", &transport],
+    )
 }
 
 /// The UDP probe rounds of the default servers that passed, from `/metrics`.
 fn default_udp_probe_passes(lab: &Lab) -> u64 {
-    let (_, body) = lab
-        .try_http_get(Host::Oqsdns, status_addr(), "/metrics")
-        .unwrap_or_else(|e| panic!("/metrics: {e}"));
-    body.lines()
-        .filter(|l| l.starts_with("oqsdns_probes_total{"))
-        .filter(|l| {
-            ["route=\"default\"", "result=\"pass\"", "transport=\"udp\""]
-                .iter()
-                .all(|label| l.contains(label))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    lab.metric_sum(
+        status_addr(),
+        "oqsdns_probes_total",
+        &["route=\"default\"", "result=\"pass\"", "transport=\"udp\""],
+    )
 }
 
 const LAN_OLD: &str = "2408:82:1234:5600::1/64";
