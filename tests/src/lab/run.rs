@@ -52,6 +52,22 @@ impl Lab {
             .http_get(addr, path, Duration::from_secs(10))
     }
 
+    /// The sum of the samples of `series` (such as `oqsdns_upstream_queries_total`) in the
+    /// daemon's `/metrics` at `addr` whose labels include every one of `labels` (such as
+    /// `route="nw-base"`); panics when `/metrics` does not answer 200.
+    pub fn metric_sum(&self, addr: std::net::SocketAddr, series: &str, labels: &[&str]) -> u64 {
+        let (code, body) = self
+            .try_http_get(Host::Oqsdns, addr, "/metrics")
+            .unwrap_or_else(|e| panic!("/metrics: {e}"));
+        assert_eq!(code, 200, "/metrics:\n{body}");
+        body.lines()
+            .filter_map(|l| l.strip_prefix(series))
+            .filter(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            .filter(|rest| labels.iter().all(|label| rest.contains(label)))
+            .filter_map(|rest| rest.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Runs `ip -n <host's namespace> <args>`; panics when it fails.
     pub fn ip(&self, host: Host, args: &[&str]) {
         if let Err(e) = self.net.ns(host).ip(args) {

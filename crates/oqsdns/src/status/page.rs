@@ -220,6 +220,19 @@ fn mark(answer: Option<&Answer>) -> String {
 pub fn render(status: &Status, lang: Lang) -> String {
     let w = if lang == Lang::Ja { &JA } else { &EN };
     let mut h = String::with_capacity(16 * 1024);
+    header(&mut h, w, lang, status);
+    verdicts(&mut h, w, lang, status);
+    names(&mut h, w, lang, status);
+    servers(&mut h, w, lang, status);
+    centre(&mut h, w, status);
+    clients(&mut h, w, lang, status);
+    changes(&mut h, w, lang, status);
+    footer(&mut h, w, status);
+    h
+}
+
+/// The document's head, the language switch, the title, the area and the time.
+fn header(h: &mut String, w: &Words, lang: Lang, status: &Status) {
     let _ = writeln!(
         h,
         "<!DOCTYPE html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\">\
@@ -240,7 +253,10 @@ pub fn render(status: &Status, lang: Lang) -> String {
         w.updated,
         status.time.short()
     );
+}
 
+/// The verdicts, each with what to do next and whether to call the vendor.
+fn verdicts(h: &mut String, w: &Words, lang: Lang, status: &Status) {
     let _ = writeln!(h, "<h2>{}</h2>", w.verdict);
     for v in &status.verdicts {
         let (class, mark) = match v.severity {
@@ -268,7 +284,10 @@ pub fn render(status: &Status, lang: Lang) -> String {
             esc(v.reference)
         );
     }
+}
 
+/// The test names asked of every server, and the answers.
+fn names(h: &mut String, w: &Words, lang: Lang, status: &Status) {
     let _ = writeln!(
         h,
         "<h2>{}</h2><p class=\"dim\">{}</p><table><tr><th>{}</th><th>{}</th><th>{}</th>\
@@ -278,11 +297,14 @@ pub fn render(status: &Status, lang: Lang) -> String {
     for route in &status.routes {
         let label = route_label(lang, route);
         for server in &route.servers {
-            names_rows(&mut h, w, &label, server);
+            names_rows(h, w, &label, server);
         }
     }
     h.push_str("</table>\n");
+}
 
+/// Every server of every route, with its state per transport and how it is used.
+fn servers(h: &mut String, w: &Words, lang: Lang, status: &Status) {
     let _ = writeln!(
         h,
         "<h2>{}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th><th>UDP</th><th>TCP</th>\
@@ -292,55 +314,60 @@ pub fn render(status: &Status, lang: Lang) -> String {
     for route in &status.routes {
         let label = route_label(lang, route);
         for (i, s) in route.servers.iter().enumerate() {
-            let role = match (lang, i) {
-                (Lang::Ja, 0) => "優先DNSサーバー",
-                (Lang::Ja, _) => "代替DNSサーバー",
-                (Lang::En, 0) => "primary",
-                (Lang::En, _) => "alternate",
-            };
-            let used = match (lang, s.plan) {
-                (Lang::Ja, Plan::Udp) => "UDP（切り詰め時 TCP）",
-                (Lang::Ja, Plan::TcpOnly) => "TCP のみ",
-                (Lang::Ja, _) => "予備（他が応答しない場合のみ）",
-                (Lang::En, Plan::Udp) => "UDP (TCP when truncated)",
-                (Lang::En, Plan::TcpOnly) => "TCP only",
-                (Lang::En, _) => "spare (only when no other answers)",
-            };
-            let track = |t: &super::view::TrackView| {
-                if matches!(t.state, State::Up | State::Degraded) {
-                    format!(
-                        "{} <span class=\"dim\">{}: {:.1} ms</span>",
-                        state(lang, t.state),
-                        w.latency,
-                        t.latency_ms
-                    )
-                } else {
-                    state(lang, t.state)
-                }
-            };
-            let reason = [("UDP", &s.udp.reason), ("TCP", &s.tcp.reason)]
-                .iter()
-                .filter(|(_, r)| !r.is_empty())
-                .map(|(t, r)| format!("{t}: {}", esc(r)))
-                .collect::<Vec<_>>()
-                .join("<br>");
-            let _ = writeln!(
-                h,
-                "<tr><td>{} <span class=\"dim\">{role}</span></td><td class=\"addr\">{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{used}</td><td>{reason}</td></tr>",
-                esc(&label),
-                s.addr,
-                state(lang, s.state),
-                track(&s.udp),
-                track(&s.tcp),
-            );
+            server_row(h, w, lang, &label, i, s);
         }
     }
     h.push_str("</table>\n");
+}
 
-    centre(&mut h, w, status);
-    clients(&mut h, w, lang, status);
+/// One row of the servers' table: the `i`th server `s` of the route labelled `label`.
+fn server_row(h: &mut String, w: &Words, lang: Lang, label: &str, i: usize, s: &ServerView) {
+    let role = match (lang, i) {
+        (Lang::Ja, 0) => "優先DNSサーバー",
+        (Lang::Ja, _) => "代替DNSサーバー",
+        (Lang::En, 0) => "primary",
+        (Lang::En, _) => "alternate",
+    };
+    let used = match (lang, s.plan) {
+        (Lang::Ja, Plan::Udp) => "UDP（切り詰め時 TCP）",
+        (Lang::Ja, Plan::TcpOnly) => "TCP のみ",
+        (Lang::Ja, _) => "予備（他が応答しない場合のみ）",
+        (Lang::En, Plan::Udp) => "UDP (TCP when truncated)",
+        (Lang::En, Plan::TcpOnly) => "TCP only",
+        (Lang::En, _) => "spare (only when no other answers)",
+    };
+    let track = |t: &super::view::TrackView| {
+        if matches!(t.state, State::Up | State::Degraded) {
+            format!(
+                "{} <span class=\"dim\">{}: {:.1} ms</span>",
+                state(lang, t.state),
+                w.latency,
+                t.latency_ms
+            )
+        } else {
+            state(lang, t.state)
+        }
+    };
+    let reason = [("UDP", &s.udp.reason), ("TCP", &s.tcp.reason)]
+        .iter()
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(t, r)| format!("{t}: {}", esc(r)))
+        .collect::<Vec<_>>()
+        .join("<br>");
+    let _ = writeln!(
+        h,
+        "<tr><td>{} <span class=\"dim\">{role}</span></td><td class=\"addr\">{}</td>\
+         <td>{}</td><td>{}</td><td>{}</td><td>{used}</td><td>{reason}</td></tr>",
+        esc(label),
+        s.addr,
+        state(lang, s.state),
+        track(&s.udp),
+        track(&s.tcp),
+    );
+}
 
+/// The recent state changes of the servers.
+fn changes(h: &mut String, w: &Words, lang: Lang, status: &Status) {
     let _ = writeln!(h, "<h2>{}</h2>", w.changes);
     if status.changes.is_empty() {
         let _ = writeln!(h, "<p class=\"dim\">{}</p>", w.no_changes);
@@ -365,7 +392,10 @@ pub fn render(status: &Status, lang: Lang) -> String {
         }
         h.push_str("</table>\n");
     }
+}
 
+/// The host's IPv6 prefixes, whether they changed, and the links to the machine-readable pages.
+fn footer(h: &mut String, w: &Words, status: &Status) {
     let prefixes = if status.prefixes.is_empty() {
         "-".to_string()
     } else {
@@ -389,7 +419,6 @@ pub fn render(status: &Status, lang: Lang) -> String {
         w.ipv6,
         esc(&prefixes)
     );
-    h
 }
 
 /// Where a route forwards, in the guide's words: 「転送先: オンライン資格確認NW基盤」 rather than

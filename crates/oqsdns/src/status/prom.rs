@@ -115,213 +115,259 @@ fn single(
 
 impl Collector for Counters {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        use MetricType::{Counter, Gauge, Histogram};
         let daemon = &*self.0;
-        let handler = daemon.handler();
         let runtime = daemon.runtime();
-        let metrics = &handler.shared().metrics;
+        routes(&mut encoder, &runtime)?;
+        cache(&mut encoder, daemon)?;
+        refusals(&mut encoder, daemon)?;
+        let servers = servers(&runtime);
+        exchanges(&mut encoder, &servers)?;
+        probes(&mut encoder, &servers)?;
+        overall(&mut encoder, daemon, &runtime)
+    }
+}
 
-        let mut family = encoder.encode_descriptor(
-            "queries",
-            "Answers sent to clients, by route, transport and response code.",
-            None,
-            Counter,
-        )?;
-        for group in runtime.groups() {
-            for (transport, t) in TRANSPORTS {
-                for (i, rcode) in RCODES.iter().enumerate() {
-                    let labels = [("route", &*group.name), ("transport", t), ("rcode", rcode)];
-                    counter(&mut family, &labels, group.stats.answers(transport, i))?;
-                }
+/// The labels `route` and `server` of each server, with its health.
+fn labelled<'a>(
+    servers: &'a [(&'a str, String, &'a ServerHealth)],
+) -> impl Iterator<Item = ([(&'a str, &'a str); 2], &'a ServerHealth)> + Clone {
+    servers
+        .iter()
+        .map(|(route, addr, s)| ([("route", *route), ("server", addr.as_str())], *s))
+}
+
+/// Per route: the answers sent by transport and rcode, and the failovers.
+fn routes(encoder: &mut DescriptorEncoder, runtime: &Runtime) -> fmt::Result {
+    use MetricType::Counter;
+    let mut family = encoder.encode_descriptor(
+        "queries",
+        "Answers sent to clients, by route, transport and response code.",
+        None,
+        Counter,
+    )?;
+    for group in runtime.groups() {
+        for (transport, t) in TRANSPORTS {
+            for (i, rcode) in RCODES.iter().enumerate() {
+                let labels = [("route", &*group.name), ("transport", t), ("rcode", rcode)];
+                counter(&mut family, &labels, group.stats.answers(transport, i))?;
             }
         }
-        let mut family = encoder.encode_descriptor(
-            "failovers",
-            "Queries answered by a server other than the first one tried, by route.",
-            None,
-            Counter,
-        )?;
-        for group in runtime.groups() {
-            let labels = [("route", &*group.name)];
-            counter(&mut family, &labels, group.stats.failovers.get())?;
-        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "failovers",
+        "Queries answered by a server other than the first one tried, by route.",
+        None,
+        Counter,
+    )?;
+    for group in runtime.groups() {
+        let labels = [("route", &*group.name)];
+        counter(&mut family, &labels, group.stats.failovers.get())?;
+    }
+    Ok(())
+}
 
-        for (name, help, count) in [
-            (
-                "cache_hits",
-                "Answers served from the cache.",
-                &metrics.cache_hits,
-            ),
-            (
-                "cache_misses",
-                "Questions not found fresh in the cache and asked upstream.",
-                &metrics.cache_misses,
-            ),
-            (
-                "cache_stale_answers",
-                "Expired answers served because every server of the route failed.",
-                &metrics.stale_answers,
-            ),
-        ] {
-            single(&mut encoder, name, help, ConstCounter::new(count.get()))?;
-        }
-        let entries = ConstGauge::new(handler.shared().cache.len());
-        single(
-            &mut encoder,
-            "cache_entries",
-            "Answers in the cache.",
-            entries,
-        )?;
+/// The cache's hits, misses, stale answers and size.
+fn cache(encoder: &mut DescriptorEncoder, daemon: &Daemon) -> fmt::Result {
+    let handler = daemon.handler();
+    let metrics = &handler.shared().metrics;
+    for (name, help, count) in [
+        (
+            "cache_hits",
+            "Answers served from the cache.",
+            &metrics.cache_hits,
+        ),
+        (
+            "cache_misses",
+            "Questions not found fresh in the cache and asked upstream.",
+            &metrics.cache_misses,
+        ),
+        (
+            "cache_stale_answers",
+            "Expired answers served because every server of the route failed.",
+            &metrics.stale_answers,
+        ),
+    ] {
+        single(encoder, name, help, ConstCounter::new(count.get()))?;
+    }
+    let entries = ConstGauge::new(handler.shared().cache.len());
+    single(encoder, "cache_entries", "Answers in the cache.", entries)?;
+    Ok(())
+}
 
-        let limiter = handler.limiter();
-        let mut family = encoder.encode_descriptor(
-            "rate_limited",
-            "Queries over a client's rate limit, by what was done with them.",
-            None,
-            Counter,
-        )?;
-        for (action, count) in [
-            ("refused", &limiter.stats.refused),
-            ("dropped", &limiter.stats.dropped),
-        ] {
-            counter(&mut family, &[("action", action)], count.get())?;
-        }
-        let mut family = encoder.encode_descriptor(
+/// Queries refused or dropped: over a client's rate limit, by the ACL, when busy.
+fn refusals(encoder: &mut DescriptorEncoder, daemon: &Daemon) -> fmt::Result {
+    use MetricType::Counter;
+    let handler = daemon.handler();
+    let metrics = &handler.shared().metrics;
+    let limiter = handler.limiter();
+    let mut family = encoder.encode_descriptor(
+        "rate_limited",
+        "Queries over a client's rate limit, by what was done with them.",
+        None,
+        Counter,
+    )?;
+    for (action, count) in [
+        ("refused", &limiter.stats.refused),
+        ("dropped", &limiter.stats.dropped),
+    ] {
+        counter(&mut family, &[("action", action)], count.get())?;
+    }
+    let mut family = encoder.encode_descriptor(
             "refused",
             "Queries refused: from a client outside server.allow (acl), or past server.max_inflight (busy).",
             None,
             Counter,
         )?;
-        for (reason, count) in [
-            ("acl", &metrics.refused_acl),
-            ("busy", &metrics.refused_busy),
-        ] {
-            counter(&mut family, &[("reason", reason)], count.get())?;
-        }
+    for (reason, count) in [
+        ("acl", &metrics.refused_acl),
+        ("busy", &metrics.refused_busy),
+    ] {
+        counter(&mut family, &[("reason", reason)], count.get())?;
+    }
+    Ok(())
+}
 
-        let servers = servers(&runtime);
-        let each = servers
-            .iter()
-            .map(|(route, addr, s)| ([("route", *route), ("server", addr.as_str())], *s));
-        let exchanges: [(&str, &str, Counts); 3] = [
-            (
-                "upstream_queries",
-                "Queries sent to an upstream server, by transport.",
-                |s| &s.stats.queries,
-            ),
-            (
-                "upstream_errors",
-                "Exchanges with an upstream server that failed other than by a timeout.",
-                |s| &s.stats.errors,
-            ),
-            (
-                "upstream_timeouts",
-                "Exchanges with an upstream server that got no reply within forward.timeout.",
-                |s| &s.stats.timeouts,
-            ),
-        ];
-        for (name, help, counts) in exchanges {
-            let mut family = encoder.encode_descriptor(name, help, None, Counter)?;
-            for (labels, s) in each.clone() {
-                per_transport(&mut family, &labels, counts(s))?;
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "upstream_tcp_retries",
-            "Truncated UDP answers retried over TCP.",
-            None,
-            Counter,
-        )?;
+/// Per upstream server: the exchanges, their failures, TCP retries and latency.
+fn exchanges(
+    encoder: &mut DescriptorEncoder,
+    servers: &[(&str, String, &ServerHealth)],
+) -> fmt::Result {
+    use MetricType::{Counter, Histogram};
+    let each = labelled(servers);
+    let exchanges: [(&str, &str, Counts); 3] = [
+        (
+            "upstream_queries",
+            "Queries sent to an upstream server, by transport.",
+            |s| &s.stats.queries,
+        ),
+        (
+            "upstream_errors",
+            "Exchanges with an upstream server that failed other than by a timeout.",
+            |s| &s.stats.errors,
+        ),
+        (
+            "upstream_timeouts",
+            "Exchanges with an upstream server that got no reply within forward.timeout.",
+            |s| &s.stats.timeouts,
+        ),
+    ];
+    for (name, help, counts) in exchanges {
+        let mut family = encoder.encode_descriptor(name, help, None, Counter)?;
         for (labels, s) in each.clone() {
-            counter(&mut family, &labels, s.stats.tc_retries.get())?;
+            per_transport(&mut family, &labels, counts(s))?;
         }
-        let mut family = encoder.encode_descriptor(
-            "upstream_latency",
-            "Time to an accepted reply from an upstream server.",
-            Some(&Unit::Seconds),
-            Histogram,
-        )?;
-        for (labels, s) in each.clone() {
-            // The snapshot is cumulative; the encoder takes each bucket's own count.
-            let (cumulative, sum) = s.stats.latency.snapshot();
-            let mut below = 0;
-            let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
-                .into_iter()
-                .chain([f64::INFINITY])
-                .zip(cumulative)
-                .map(|(bound, total)| (bound, total - std::mem::replace(&mut below, total)))
-                .collect();
-            let count = cumulative[LATENCY_BOUNDS.len()];
-            family
-                .encode_family(&labels)?
-                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "probes",
-            "Health-probe rounds of an upstream server, by transport and result.",
-            None,
-            Counter,
-        )?;
-        for ([route, server], s) in each.clone() {
-            let pass = [route, server, ("result", "pass")];
-            per_transport(&mut family, &pass, &s.stats.probe_passes)?;
-            let fail = [route, server, ("result", "fail")];
-            per_transport(&mut family, &fail, &s.stats.probe_failures)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "upstream_state",
-            "1 for the state an upstream server is in over a transport (up, degraded, down, unknown).",
-            None,
-            Gauge,
-        )?;
-        for ([route, server], s) in each.clone() {
-            for (transport, t) in TRANSPORTS {
-                let now = s.track(transport).state();
-                for state in STATES {
-                    let labels = [route, server, ("transport", t), ("state", state.as_str())];
-                    sample(
-                        &mut family,
-                        &labels,
-                        ConstGauge::new(u32::from(now == state)),
-                    )?;
-                }
-            }
-        }
-        let mut family = encoder.encode_descriptor(
-            "upstream_probe_latency",
-            "The last health probe's time to answer, by transport.",
-            Some(&Unit::Seconds),
-            Gauge,
-        )?;
-        for ([route, server], s) in each {
-            for (transport, t) in TRANSPORTS {
-                let latency = ConstGauge::new(s.track(transport).latency().as_secs_f64());
-                sample(&mut family, &[route, server, ("transport", t)], latency)?;
-            }
-        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "upstream_tcp_retries",
+        "Truncated UDP answers retried over TCP.",
+        None,
+        Counter,
+    )?;
+    for (labels, s) in each.clone() {
+        counter(&mut family, &labels, s.stats.tc_retries.get())?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "upstream_latency",
+        "Time to an accepted reply from an upstream server.",
+        Some(&Unit::Seconds),
+        Histogram,
+    )?;
+    for (labels, s) in each.clone() {
+        // The snapshot is cumulative; the encoder takes each bucket's own count.
+        let (cumulative, sum) = s.stats.latency.snapshot();
+        let mut below = 0;
+        let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+            .into_iter()
+            .chain([f64::INFINITY])
+            .zip(cumulative)
+            .map(|(bound, total)| (bound, total - std::mem::replace(&mut below, total)))
+            .collect();
+        let count = cumulative[LATENCY_BOUNDS.len()];
+        family
+            .encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+    }
+    Ok(())
+}
 
-        let healthy = ConstGauge::new(u32::from(view::status(daemon).ok));
-        single(
-            &mut encoder,
-            "healthy",
-            "1 when the status verdict is all good (GET /health answers 200), else 0.",
-            healthy,
-        )?;
-        let prefix_changed = ConstGauge::new(u32::from(handler.prefixes().get().changed()));
-        single(
-            &mut encoder,
+/// Per upstream server: the health probes, the state and the last probe's latency.
+fn probes(
+    encoder: &mut DescriptorEncoder,
+    servers: &[(&str, String, &ServerHealth)],
+) -> fmt::Result {
+    use MetricType::{Counter, Gauge};
+    let each = labelled(servers);
+    let mut family = encoder.encode_descriptor(
+        "probes",
+        "Health-probe rounds of an upstream server, by transport and result.",
+        None,
+        Counter,
+    )?;
+    for ([route, server], s) in each.clone() {
+        let pass = [route, server, ("result", "pass")];
+        per_transport(&mut family, &pass, &s.stats.probe_passes)?;
+        let fail = [route, server, ("result", "fail")];
+        per_transport(&mut family, &fail, &s.stats.probe_failures)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "upstream_state",
+        "1 for the state an upstream server is in over a transport (up, degraded, down, unknown).",
+        None,
+        Gauge,
+    )?;
+    for ([route, server], s) in each.clone() {
+        for (transport, t) in TRANSPORTS {
+            let now = s.track(transport).state();
+            for state in STATES {
+                let labels = [route, server, ("transport", t), ("state", state.as_str())];
+                sample(
+                    &mut family,
+                    &labels,
+                    ConstGauge::new(u32::from(now == state)),
+                )?;
+            }
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "upstream_probe_latency",
+        "The last health probe's time to answer, by transport.",
+        Some(&Unit::Seconds),
+        Gauge,
+    )?;
+    for ([route, server], s) in each {
+        for (transport, t) in TRANSPORTS {
+            let latency = ConstGauge::new(s.track(transport).latency().as_secs_f64());
+            sample(&mut family, &[route, server, ("transport", t)], latency)?;
+        }
+    }
+    Ok(())
+}
+
+/// The daemon as a whole: the status verdict, the prefix change, the build.
+fn overall(encoder: &mut DescriptorEncoder, daemon: &Daemon, runtime: &Runtime) -> fmt::Result {
+    use MetricType::Gauge;
+    let handler = daemon.handler();
+    let healthy = ConstGauge::new(u32::from(view::status(daemon).ok));
+    single(
+        encoder,
+        "healthy",
+        "1 when the status verdict is all good (GET /health answers 200), else 0.",
+        healthy,
+    )?;
+    let prefix_changed = ConstGauge::new(u32::from(handler.prefixes().get().changed()));
+    single(
+            encoder,
             "prefix_changed",
             "1 when the host's global IPv6 prefixes differ from those at start: line authentication must be done again (FAQ Q18), else 0.",
             prefix_changed,
         )?;
-        let mut family = encoder.encode_descriptor(
-            "build_info",
-            "The running version and area, as labels; always 1.",
-            None,
-            Gauge,
-        )?;
-        let area = runtime.area().to_string();
-        let labels = [("version", env!("CARGO_PKG_VERSION")), ("area", &area)];
-        sample(&mut family, &labels, ConstGauge::new(1u32))
-    }
+    let mut family = encoder.encode_descriptor(
+        "build_info",
+        "The running version and area, as labels; always 1.",
+        None,
+        Gauge,
+    )?;
+    let area = runtime.area().to_string();
+    let labels = [("version", env!("CARGO_PKG_VERSION")), ("area", &area)];
+    sample(&mut family, &labels, ConstGauge::new(1u32))
 }
