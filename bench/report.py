@@ -16,12 +16,19 @@ from pathlib import Path
 PROGRAMS = ["oqsdns", "dnsmasq", "unbound"]
 WORKLOADS = [
     ("cached", "cached (UDP)"),
-    ("miss", "cache miss (UDP)"),
+    ("miss", "cache miss, mixed (UDP)"),
+    ("missnet", "cache miss, internet names (UDP)"),
     ("tcp", "cached (TCP)"),
     ("tcp100", "cached (TCP, 100 connections)"),
     ("failover", "failover (UDP)"),
 ]
 BASELINE = "dnsmasq"
+# The workloads the UDP echo floor runs too (bench/run.sh).
+FLOOR_WORKLOADS = ("cached", "miss")
+MIB = 1024 * 1024
+# Issue 18's targets for the x86_64 binary; the other CPUs' sizes are reported beside it.
+SIZE_LIMIT = 3 * MIB
+CROSS = ["aarch64-unknown-linux-gnu", "armv7-unknown-linux-gnueabihf"]
 
 
 def parse_dnsperf(path):
@@ -101,7 +108,7 @@ def results_table(results):
     rows = []
     for workload, label in WORKLOADS:
         base = load(results, BASELINE, workload) or {}
-        progs = PROGRAMS + (["echo"] if workload == "cached" else [])
+        progs = PROGRAMS + (["echo"] if workload in FLOOR_WORKLOADS else [])
         for prog in progs:
             s = load(results, prog, workload)
             if s is None:
@@ -116,6 +123,69 @@ def results_table(results):
                 f"| {fmt(s['rss_mib'], '.1f')} | {ratio(s['rss_mib'], base.get('rss_mib'))} |"
             )
     return head + "\n".join(rows) + "\n"
+
+
+def mark(met):
+    return "—" if met is None else ("✅ met" if met else "❌ missed")
+
+
+def targets_table(results, stripped):
+    """Issue 18's targets, each as measured in this run, with a mark."""
+    rows = []
+
+    def cpu_ratio(workload, base_prog):
+        s, b = load(results, "oqsdns", workload), load(results, base_prog, workload)
+        if not s or not b or not s["cpu_us"] or not b["cpu_us"]:
+            return None, "not measured"
+        r = s["cpu_us"] / b["cpu_us"]
+        return r, f"{s['cpu_us']:.1f} µs vs {b['cpu_us']:.1f} µs: {r:.2f}×"
+
+    def ratio_row(target, workload, base_prog, limit):
+        r, text = cpu_ratio(workload, base_prog)
+        rows.append((target, text, None if r is None else r <= limit))
+
+    ratio_row("cache miss, mixed: CPU per query ≤ 0.6× dnsmasq", "miss", "dnsmasq", 0.6)
+    ratio_row("cache miss, mixed: CPU per query ≤ 3× the echo floor", "miss", "echo", 3.0)
+    s, b = load(results, "oqsdns", "miss"), load(results, "dnsmasq", "miss")
+    if s and b:
+        rows.append((
+            "cache miss, mixed: nothing lost at the highest rate dnsmasq sustains",
+            f"{s['lost']:,.0f} lost of {s['sent']:,.0f} at {s['qps']:,.0f} q/s "
+            f"(dnsmasq's highest: {b['qps']:,.0f} q/s)",
+            s["lost"] == 0 and s["qps"] >= b["qps"],
+        ))
+    else:
+        rows.append(("cache miss, mixed: nothing lost", "not measured", None))
+    peaks = [
+        (w, load(results, "oqsdns", w)) for w, _ in WORKLOADS if load(results, "oqsdns", w)
+    ]
+    if peaks:
+        worst, st = max(peaks, key=lambda p: p[1]["rss_mib"] or 0)
+        rows.append((
+            "peak RSS ≤ 12 MiB in every workload (cache of 10,000)",
+            f"highest {st['rss_mib']:.1f} MiB ({worst}; "
+            + ", ".join(f"{w} {p['rss_mib']:.1f}" for w, p in peaks) + ")",
+            all(p["rss_mib"] is not None and p["rss_mib"] <= 12 for _, p in peaks),
+        ))
+    ratio_row("cached: CPU per query ≤ 0.65× dnsmasq", "cached", "dnsmasq", 0.65)
+    ratio_row("cached: CPU per query ≤ 1.2× the echo floor", "cached", "echo", 1.2)
+    rows.append((
+        "release binary ≤ 3 MiB stripped (x86_64)",
+        f"{int(stripped):,} bytes ({int(stripped) / MIB:.2f} MiB)",
+        int(stripped) <= SIZE_LIMIT,
+    ))
+    for target in CROSS:
+        # Built by .ci/cross.sh (Debian's cross toolchains); reported, no target of their own.
+        path = Path("target/cross") / target / "release" / "oqsdns"
+        if path.exists():
+            when = datetime.datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+            size = path.stat().st_size
+            text = f"{size:,} bytes ({size / MIB:.2f} MiB), built by .ci/cross.sh at {when}"
+        else:
+            text = "not built here (`.ci/cross.sh` builds it)"
+        rows.append((f"release binary, {target.split('-')[0]} (reported)", text, None))
+    head = "| target | measured | |\n|---|---|---|\n"
+    return head + "\n".join(f"| {t} | {m} | {mark(ok)} |" for t, m, ok in rows) + "\n"
 
 
 def idle_table(results):
@@ -226,7 +296,21 @@ pass over the 400,000 unique names), {clients} sockets or TCP connections (`-c {
 lost. Ratios are to dnsmasq in the same workload: above 1× is more queries/s, or more latency, CPU
 or memory.
 
+### Targets (issue 18)
+
+{targets_table(results, stripped)}
+### All runs
+
 {results_table(results)}
+**Workloads.** The mixed cache-miss run (`miss`) is the clinic's traffic: every other query an
+internet name (`<n>.miss.example A`, through the rebinding filter), the others NW-base names
+(`<n>.miss.<one of the six domains> AAAA`, four addresses each, to the NW-base pool). The second
+cache-miss run (`missnet`) has internet names only. dnsmasq runs with OpenWrt's rebinding
+protection (`stop-dns-rebind`, the split domains in `rebind-domain-ok`), unbound with
+`private-address` and the split domains as `private-domain`; oqsdns with its default
+(`rebind_protection = true`). The echo floor answers each query by sending it back (recvmmsg,
+sendmmsg): the least a UDP server can do per query, in the same workload.
+
 **Caches.** All three cache: oqsdns (10,000 answers by default), dnsmasq (its default, 150 names)
 and unbound (4 MiB of messages and 4 MiB of RRsets) answer all but the first query of each cached
 name from memory. The cache-miss run asks each name once, so every query goes upstream: the

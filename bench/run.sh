@@ -24,7 +24,7 @@ DNSPERF_CLIENTS=4              # sockets (UDP) or connections (TCP)
 DNSPERF_OUTSTANDING=100        # queries in flight at once
 PROGRAMS=${BENCH_PROGRAMS:-"oqsdns dnsmasq unbound"}
 FAILOVER_TRIALS=${BENCH_FAILOVER_TRIALS:-3}  # dnsmasq and unbound pick a server by speed: repeat
-ALL_WORKLOADS="cached miss tcp tcp100 failover failtime"
+ALL_WORKLOADS="cached miss missnet tcp tcp100 failover failtime"
 WORKLOADS=${BENCH_WORKLOADS:-$ALL_WORKLOADS}
 # The whole benchmark writes docs/PERFORMANCE.md; a part of it (fewer programs or workloads) only
 # prints its tables and keeps its scratch directory.
@@ -131,6 +131,12 @@ start_knot() {
     else
       cp "$src" "$dir/zones/$zone.zone"
     fi
+    if [[ " $NW_BASE_DOMAINS " == *" $zone "* ]]; then
+      # The mixed cache-miss workload's NW-base half: `<n>.miss.<zone> AAAA`, four addresses
+      # each (the guide's centre names carry one to fifteen), plus the 10.x A records beside them.
+      printf '*.miss IN AAAA 2404:1a8:f583:1a10::%s\n' 11 12 13 14 >>"$dir/zones/$zone.zone"
+      printf '*.miss IN A 10.108.65.%s\n' 11 12 13 14 >>"$dir/zones/$zone.zone"
+    fi
     printf 'whoami IN TXT "%s"\n*.whoami 0 IN TXT "%s"\n' "$id" "$id" >>"$dir/zones/$zone.zone"
     zones+="  - domain: $zone"$'\n'"    file: \"$zone.zone\""$'\n'
   done
@@ -188,13 +194,20 @@ www.example.com A
 www.example.com AAAA
 notonshikaku.org A
 EOF
-# Cache miss: unique names under the internet knotd's wildcard, each used once.
+# Cache miss, mixed (the clinic's traffic): every other name is an internet A name through the
+# rebind filter, the rest NW-base AAAA names spread over the six domains; each name used once.
+# Cache miss, internet only (missnet): unique names under the internet knotd's wildcard.
 python3 - "$Q" <<'EOF'
 import sys
 q = sys.argv[1]
-with open(f"{q}/miss", "w") as f:
-    f.writelines(f"m{i}.miss.example A\n" for i in range(400_000))
 domains = "onshikaku.org lineauth.mnw base.oqs-pdl.org managedpki.ne.jp cybertrust.ne.jp secomtrust.net".split()
+with open(f"{q}/miss", "w") as f:
+    f.writelines(
+        f"m{i}.miss.example A\n" if i % 2 == 0 else f"m{i}.miss.{domains[i // 2 % 6]} AAAA\n"
+        for i in range(400_000)
+    )
+with open(f"{q}/missnet", "w") as f:
+    f.writelines(f"m{i}.miss.example A\n" for i in range(400_000))
 with open(f"{q}/failover", "w") as f:
     f.writelines(f"f{i}.whoami.{domains[i % 6]} TXT\n" for i in range(400_000))
 EOF
@@ -230,8 +243,12 @@ write_dnsmasq() {
     echo "user=root"
     echo "log-facility=-"
     echo "# cache-size: dnsmasq's default (150 names)"
+    echo "# rebinding protection as OpenWrt turns it on, the split domains exempt (issue 14)"
+    echo "stop-dns-rebind"
+    echo "rebind-localhost-ok"
     for d in $NW_BASE_DOMAINS; do for s in "$NWBASE1" "$NWBASE2"; do echo "server=/$d/$s"; done; done
     for d in $NGN_DOMAINS; do for s in "$NGN1" "$NGN2"; do echo "server=/$d/$s"; done; done
+    for d in $NW_BASE_DOMAINS $NGN_DOMAINS; do echo "rebind-domain-ok=/$d/"; done
     echo "server=$INTERNET"
   } >"$1/dnsmasq.conf"
 }
@@ -253,7 +270,11 @@ write_unbound() {
     echo "  so-reuseport: yes"
     echo "  module-config: \"iterator\""
     echo "  do-not-query-localhost: no"
-    echo "  # no private-address lines: the guide's 10.x answers pass"
+    echo "  # rebinding protection: private addresses dropped, but for the split domains"
+    for a in 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 169.254.0.0/16 fd00::/8 fe80::/10; do
+      echo "  private-address: $a"
+    done
+    for d in $NW_BASE_DOMAINS $NGN_DOMAINS; do echo "  private-domain: \"$d\""; done
     for d in $NW_BASE_DOMAINS; do
       printf 'forward-zone:\n  name: "%s"\n  forward-first: no\n' "$d"
       for s in "$NWBASE1" "$NWBASE2"; do echo "  forward-addr: $s"; done
@@ -383,6 +404,7 @@ wants() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 for prog in $PROGRAMS; do
   wants cached && run_dnsperf "$prog" cached -d "$Q/cached" -n 30000
   wants miss && run_dnsperf "$prog" miss -d "$Q/miss" -n 1
+  wants missnet && run_dnsperf "$prog" missnet -d "$Q/missnet" -n 1
   wants tcp && run_dnsperf "$prog" tcp -m tcp -d "$Q/cached" -n 30000
   wants tcp100 && run_dnsperf "$prog" tcp100 -m tcp -c 100 -d "$Q/cached" -n 30000
   wants failover && run_dnsperf "$prog" failover -d "$Q/failover" -n 1
@@ -390,7 +412,9 @@ for prog in $PROGRAMS; do
     for trial in $(seq "$FAILOVER_TRIALS"); do measure_failover "$prog" "$trial"; done
   fi
 done
+# The floor: the same dnsperf against a program that only sends each query back, per workload.
 wants cached && run_dnsperf echo cached -d "$Q/cached" -n 30000
+wants miss && run_dnsperf echo miss -d "$Q/miss" -n 1
 
 # --- the report ------------------------------------------------------------------------------------
 size=$(stat -c %s "$OQSDNS")
