@@ -9,6 +9,7 @@
 #   BENCH_PROGRAMS="oqsdns dnsmasq" BENCH_WORKLOADS="cached miss" BENCH_PERF=1 sudo bench/run.sh
 #                                     # a part of it, with a perf profile of oqsdns per run; a part
 #                                     # prints its tables and leaves docs/PERFORMANCE.md alone
+#                                     # (BENCH_PERF=dwarf: call graphs through Rust code too)
 #
 # Needs root and Debian's dnsperf, dnsmasq-base, unbound, knot, bind9-dnsutils, nftables, iproute2,
 # a C compiler and cargo. Every packet stays on loopback or inside the namespaces: the upstream
@@ -342,9 +343,12 @@ run_dnsperf() {
   local perf=
   if [ -n "${BENCH_PERF:-}" ] && [ "$prog" != dnsmasq ] && [ "$prog" != unbound ]; then
     # A profile, and the system calls counted (how many datagrams each batch carried).
-    perf record -q -g -o "$out.perf.data" -p "$SERVER_PID" 2>>"$out.stderr" &
+    # BENCH_PERF=dwarf: call graphs unwound from the stack copies (Rust code has no frame pointers)
+    if [ "$BENCH_PERF" = dwarf ]; then graph=(--call-graph dwarf,16384 -F 499); else graph=(-g); fi
+    perf record -q "${graph[@]}" -o "$out.perf.data" -p "$SERVER_PID" 2>>"$out.stderr" &
     perf=$!
-    perf stat -x, -o "$out.syscalls" -e syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg \
+    perf stat -x, -o "$out.syscalls" -e context-switches,cpu-migrations \
+      -e syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg \
       -e syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait \
       -p "$SERVER_PID" 2>>"$out.stderr" &
     perf+=" $!"

@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashTable;
 use hickory_proto::rr::RecordType;
+use rand::RngExt;
 use std::time::{Duration, Instant};
 
 use crate::wire::{self, Rcode, Request, Section};
@@ -54,16 +55,19 @@ pub struct Limits {
     pub keep_stale: Duration,
 }
 
-/// One answer.
+/// One answer, in one allocation: the key, where the TTLs sit, and the reply's bytes (three
+/// allocations of 30 to 300 bytes each cost 16 bytes of malloc's header and its rounding each,
+/// and a malloc and a free per insert; a full cache holds 10,000).
 #[derive(Debug)]
 struct Entry {
-    key: Key,
+    /// The key, then the TTL offsets (big-endian u16 each), then the reply.
+    data: Box<[u8]>,
+    key_len: u16,
+    /// How many TTL offsets follow the key: those of every record but OPT, found once at insert
+    /// so a hit does not walk the records again.
+    ttl_count: u16,
     /// The key's hash, kept for the index's rehashing.
     hash: u64,
-    bytes: Box<[u8]>,
-    /// Where the TTL of every record but OPT sits, found once at insert so a hit does not walk
-    /// the records again.
-    ttls: Box<[u16]>,
     stored: Instant,
     lifetime: u32,
     /// The route the answer came from, so a reload that changes the route drops it.
@@ -71,6 +75,40 @@ struct Entry {
 }
 
 impl Entry {
+    /// The data of an entry, with its key's length and the number of TTL offsets.
+    fn data(
+        key: &[u8],
+        count: usize,
+        ttls: impl Iterator<Item = u16>,
+        reply: &[u8],
+    ) -> Option<(Box<[u8]>, u16, u16)> {
+        let key_len = u16::try_from(key.len()).ok()?;
+        let ttl_count = u16::try_from(count).ok()?;
+        let mut data = Vec::with_capacity(key.len() + 2 * count + reply.len());
+        data.extend_from_slice(key);
+        data.extend(ttls.flat_map(u16::to_be_bytes));
+        data.extend_from_slice(reply);
+        Some((data.into_boxed_slice(), key_len, ttl_count))
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.data[..usize::from(self.key_len)]
+    }
+
+    fn reply_start(&self) -> usize {
+        usize::from(self.key_len) + 2 * usize::from(self.ttl_count)
+    }
+
+    fn reply(&self) -> &[u8] {
+        &self.data[self.reply_start()..]
+    }
+
+    fn ttls(&self) -> impl Iterator<Item = usize> + '_ {
+        self.data[usize::from(self.key_len)..self.reply_start()]
+            .chunks_exact(2)
+            .map(|t| usize::from(u16::from_be_bytes([t[0], t[1]])))
+    }
+
     fn expires(&self) -> Instant {
         self.stored + Duration::from_secs(u64::from(self.lifetime))
     }
@@ -101,7 +139,7 @@ impl Shard {
         let entries = &self.entries;
         let slot = self
             .index
-            .find(hash, |&i| *entries[i as usize].key == *key)?;
+            .find(hash, |&i| entries[i as usize].key() == key)?;
         Some(*slot as usize)
     }
 
@@ -225,9 +263,8 @@ impl Cache {
             .saturating_duration_since(entry.stored)
             .as_secs()
             .min(u64::from(u32::MAX)) as u32;
-        let mut bytes = entry.bytes.to_vec();
-        for &at in &entry.ttls {
-            let at = usize::from(at);
+        let mut bytes = entry.reply().to_vec();
+        for at in entry.ttls() {
             let ttl = if stale {
                 STALE_TTL
             } else {
@@ -245,28 +282,50 @@ impl Cache {
 
     /// Stores an upstream reply (already checked against the question) from `route`. Only
     /// NOERROR and NXDOMAIN answers are kept; negative ones only with an SOA to time them.
-    pub fn insert(&self, key: Key, reply: &[u8], route: u64, now: Instant) {
-        if !self.enabled() {
-            return;
+    pub fn insert(&self, key: &[u8], reply: &[u8], route: u64, now: Instant) {
+        if let Some(records) = wire::records(reply) {
+            self.insert_parsed(key, reply, &records, route, now);
         }
-        let Some(records) = wire::records(reply) else {
-            return;
+    }
+
+    /// [`insert`](Self::insert) of a reply whose records the caller has found already.
+    pub fn insert_parsed(
+        &self,
+        key: &[u8],
+        reply: &[u8],
+        records: &[wire::RecordAt],
+        route: u64,
+        now: Instant,
+    ) {
+        self.try_insert(key, reply, records, route, now);
+    }
+
+    fn try_insert(
+        &self,
+        key: &[u8],
+        reply: &[u8],
+        records: &[wire::RecordAt],
+        route: u64,
+        now: Instant,
+    ) -> Option<()> {
+        if !self.enabled() {
+            return None;
+        }
+        let lifetime = self.lifetime(reply, records)?;
+        let ttls = || {
+            records
+                .iter()
+                .filter(|r| r.rtype != wire::TYPE_OPT)
+                .filter_map(|r| u16::try_from(r.ttl_at).ok())
         };
-        let Some(lifetime) = self.lifetime(reply, &records) else {
-            return;
-        };
-        let ttls = records
-            .iter()
-            .filter(|r| r.rtype != wire::TYPE_OPT)
-            .filter_map(|r| u16::try_from(r.ttl_at).ok())
-            .collect();
-        let (hash, mut shard) = self.shard(&key);
-        let existing = shard.find(hash, &key);
+        let (data, key_len, ttl_count) = Entry::data(key, ttls().count(), ttls(), reply)?;
+        let (hash, mut shard) = self.shard(key);
+        let existing = shard.find(hash, key);
         let entry = Entry {
-            key,
+            data,
+            key_len,
+            ttl_count,
             hash,
-            bytes: reply.into(),
-            ttls,
             stored: now,
             lifetime,
             route,
@@ -280,6 +339,7 @@ impl Cache {
                 shard.push(entry);
             }
         }
+        Some(())
     }
 
     /// How long a reply may be served fresh, or `None` if it must not be cached.
@@ -288,15 +348,13 @@ impl Cache {
         if wire::is_truncated(reply) {
             return None;
         }
-        let answers: Vec<_> = records
+        let answer_ttl = records
             .iter()
             .filter(|r| r.section == Section::Answer)
-            .collect();
-        let ttl = if rcode == Rcode::NoError as u8 && !answers.is_empty() {
-            answers
-                .iter()
-                .map(|r| wire::ttl_at(reply, r.ttl_at))
-                .min()?
+            .map(|r| wire::ttl_at(reply, r.ttl_at))
+            .min();
+        let ttl = if let Some(ttl) = answer_ttl.filter(|_| rcode == Rcode::NoError as u8) {
+            ttl
         } else if rcode == Rcode::NoError as u8 || rcode == Rcode::NxDomain as u8 {
             // RFC 2308: a negative answer lives for the SOA's TTL or its MINIMUM, the smaller.
             let soa = records.iter().find(|r| {
@@ -327,8 +385,9 @@ impl Cache {
                 expires + keep_stale
             }
         };
+        let mut rng = rand::rng();
         let victim = (0..EVICTION_SAMPLE.min(len))
-            .map(|_| rand::random_range(0..len))
+            .map(|_| rng.random_range(0..len))
             .min_by_key(|&slot| end_of_use(&shard.entries[slot]));
         if let Some(slot) = victim {
             shard.remove(slot);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use oqsdns_config::{ProbeName, Route, RouteOrigin};
 use tracing::{debug, warn};
 
-use crate::cache::{self, Cache};
+use crate::cache::Cache;
 use crate::health::{self, HealthRegistry, Outcome, Plan, ServerHealth, Thresholds};
 use crate::inflight::Found;
 use crate::metrics::RouteStats;
@@ -97,7 +97,7 @@ fn fingerprint(name: &str, servers: &[SocketAddr]) -> u64 {
 pub(crate) async fn fetch(
     group: &Group,
     request: &Request<'_>,
-    key: cache::Key,
+    key: &[u8],
     timeout: Duration,
     rebind: Option<&Rebind>,
     cache: &Cache,
@@ -190,7 +190,7 @@ pub(crate) async fn fetch(
             () = hedge => continue,
         };
         let (winner, _, _) = running.swap_remove(done);
-        let mut reply = match reply {
+        let (mut reply, mut records) = match reply {
             Ok(reply) => reply,
             Err(miss) => {
                 if miss == Miss::Answered {
@@ -215,11 +215,12 @@ pub(crate) async fn fetch(
             group.stats.failovers.inc();
         }
         if let Some(rebind) = rebind.filter(|_| !group.split) {
-            if let Some(nodata) = rebind.filter(&reply) {
+            if let Some(nodata) = rebind.filter(&reply, &records) {
+                records = wire::records(&nodata).unwrap_or_default();
                 reply = nodata;
             }
         }
-        cache.insert(key, &reply, group.fingerprint, Instant::now());
+        cache.insert_parsed(key, &reply, &records, group.fingerprint, Instant::now());
         return Some(reply.into());
     }
     warn_failed(group);
@@ -265,28 +266,25 @@ struct Try {
 
 /// `order`, then a TCP try of each server it asks over UDP, in the same order.
 fn with_tcp_fallback(order: Vec<(Arc<ServerHealth>, Plan)>) -> Vec<Try> {
-    let fallback: Vec<Try> = order
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, plan))| *plan == Plan::Udp)
-        .map(|(place, (server, _))| Try {
+    let mut tries: Vec<Try> = Vec::with_capacity(2 * order.len());
+    for (place, (server, plan)) in order.iter().enumerate() {
+        tries.push(Try {
             server: server.clone(),
-            plan: Plan::TcpOnly,
-            fallback: true,
-            udp_place: place,
-        })
-        .collect();
-    let mut tries: Vec<Try> = order
-        .into_iter()
-        .enumerate()
-        .map(|(place, (server, plan))| Try {
-            server,
-            plan,
+            plan: *plan,
             fallback: false,
             udp_place: place,
-        })
-        .collect();
-    tries.extend(fallback);
+        });
+    }
+    for (place, (server, plan)) in order.into_iter().enumerate() {
+        if plan == Plan::Udp {
+            tries.push(Try {
+                server,
+                plan: Plan::TcpOnly,
+                fallback: true,
+                udp_place: place,
+            });
+        }
+    }
     tries
 }
 
@@ -304,8 +302,11 @@ pub fn hedge_delay(server: &ServerHealth, timeout: Duration) -> Duration {
 
 /// One ask of one server, owning what it needs so that it can run on after another answered,
 /// with its place in the order of asking.
-type Ask =
-    std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Result<Vec<u8>, Miss>)> + Send>>;
+type Ask = std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Asked)> + Send>>;
+
+/// A usable reply and its records (found once, for the checks, the rebind filter and the
+/// cache), or why there was none.
+type Asked = Result<(Vec<u8>, Vec<wire::RecordAt>), Miss>;
 
 /// Why a try gave no usable reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,7 +325,7 @@ async fn ask(
     (query, parsed): (Arc<[u8]>, Parsed),
     timeout: Duration,
     sockets: Arc<upstream::SocketPool>,
-) -> Result<Vec<u8>, Miss> {
+) -> Asked {
     // Parsed once, by the listener: put together again, not parsed per server.
     let request = Request::from_parsed(&query, parsed).ok_or(Miss::Answered)?;
     let route = &server.route;
@@ -357,11 +358,11 @@ async fn ask(
         debug!(rcode, server = %server.addr, %route, "upstream refused or failed");
         return Err(Miss::Answered);
     }
-    if wire::records(&reply.bytes).is_none() {
+    let Some(records) = wire::records(&reply.bytes) else {
         debug!(server = %server.addr, %route, "malformed upstream reply");
         return Err(Miss::Answered);
-    }
-    Ok(reply.bytes)
+    };
+    Ok((reply.bytes, records))
 }
 
 /// One line per route of the effective table, for the start-up log and `config show`.
@@ -425,5 +426,62 @@ mod tests {
                 (1, Plan::Last),
             ]
         );
+    }
+
+    /// The futures allocated for every upstream question stay small enough for glibc's
+    /// per-thread cache (1,032 bytes at most): larger ones take malloc's slow path, which
+    /// consolidates its free lists, and that was 4 % of a cache miss's CPU (docs/PERFORMANCE.md).
+    #[test]
+    fn the_futures_allocated_per_upstream_question_fit_mallocs_thread_cache() {
+        const ROOM: usize = 1032 - 128; // less what the allocation adds (a task's or a box's header)
+        let config = oqsdns_config::Config::default();
+        let registry = HealthRegistry::default();
+        let runtime = crate::Runtime::build(&config, &[], &registry);
+        let handler = crate::Handler::new(crate::Runtime::build(&config, &[], &registry), &config);
+        let shared = crate::runtime::Shared::new(&config);
+        let query = [0u8, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1];
+        let request = Request::parse(&query).unwrap();
+        let client = SocketAddr::from(([127, 0, 0, 1], 5300));
+        let server = Arc::new(ServerHealth::new(
+            client,
+            "default",
+            Thresholds { rise: 1, fall: 1 },
+        ));
+        let sizes = [
+            (
+                "the failover (boxed by the queries-in-flight join)",
+                std::mem::size_of_val(&fetch(
+                    &runtime.groups()[0],
+                    &request,
+                    &[0],
+                    Duration::from_secs(1),
+                    None,
+                    &shared.cache,
+                    &shared.sockets,
+                )),
+            ),
+            (
+                "one server's try (boxed in the race)",
+                std::mem::size_of_val(&ask(
+                    server,
+                    Plan::Udp,
+                    (query[..].into(), request.parsed()),
+                    Duration::from_secs(1),
+                    shared.sockets.clone(),
+                )),
+            ),
+            (
+                "the handler's forward (in each UDP question's future)",
+                std::mem::size_of_val(&handler.forward(
+                    &query,
+                    request.parsed(),
+                    client,
+                    Transport::Udp,
+                )),
+            ),
+        ];
+        for (what, size) in sizes {
+            assert!(size <= ROOM, "{what}: {size} bytes, more than {ROOM}");
+        }
     }
 }

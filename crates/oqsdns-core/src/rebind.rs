@@ -42,8 +42,7 @@ pub struct Rebind {
 
 impl Rebind {
     /// `None` when `reply` may pass; else the NODATA reply to send instead (logged once per name).
-    pub fn filter(&self, reply: &[u8]) -> Option<Vec<u8>> {
-        let records = wire::records(reply)?;
+    pub fn filter(&self, reply: &[u8], records: &[wire::RecordAt]) -> Option<Vec<u8>> {
         let internal = records
             .iter()
             .filter(|r| r.section == Section::Answer)

@@ -211,15 +211,18 @@ impl Runtime {
         shared: &Shared,
     ) -> Vec<u8> {
         let limit = self.limit(request, transport);
+        // On the heap: this future is held across the upstream exchange, and a key buffer of
+        // 260 bytes in it would make every upstream task's allocation larger than malloc's
+        // per-thread cache takes.
         let key = cache::key(request);
         let rebind = self.rebind_protection.then_some(&shared.rebind);
         let found = shared
             .inflight
-            .run(key.clone(), || {
+            .run(&key, || {
                 forward::fetch(
                     group,
                     request,
-                    key.clone(),
+                    &key,
                     self.timeout,
                     rebind,
                     &shared.cache,

@@ -96,7 +96,9 @@ pub async fn exchange_pooled(
     let id = rand::random::<u16>();
     let query = request.upstream_query(id);
     let deadline = Instant::now() + timeout;
-    tcp(server, &query, id, request.question(), deadline)
+    // Boxed: the TCP exchange is the rare path (a truncated answer, a TCP-only server) and its
+    // state in line would make every UDP exchange's future half a kilobyte larger.
+    Box::pin(tcp(server, &query, id, request.question(), deadline))
         .await
         .map_err(|e| (Transport::Tcp, e))
 }
@@ -111,19 +113,21 @@ pub async fn udp(
     question: &[u8],
     deadline: Instant,
 ) -> Result<Reply, UpstreamError> {
-    let socket = connected(server).await?;
+    let socket = connected(server)?;
     udp_on(&socket, query, id, question, deadline).await
 }
 
-/// A UDP socket on a random port chosen by the kernel, connected to `server`.
-async fn connected(server: SocketAddr) -> io::Result<UdpSocket> {
+/// A UDP socket on a random port chosen by the kernel, connected to `server`. (Binding and
+/// connecting a UDP socket never wait: no future, whose state every exchange would carry.)
+fn connected(server: SocketAddr) -> io::Result<UdpSocket> {
     let local: SocketAddr = match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    let socket = UdpSocket::bind(local).await?;
-    socket.connect(server).await?;
-    Ok(socket)
+    let socket = std::net::UdpSocket::bind(local)?;
+    socket.connect(server)?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
 }
 
 async fn udp_on(
@@ -232,7 +236,7 @@ impl SocketPool {
         let mut pooled = match self.take(server) {
             Some(pooled) => pooled,
             None => Pooled {
-                socket: connected(server).await?,
+                socket: connected(server)?,
                 uses: 0,
             },
         };

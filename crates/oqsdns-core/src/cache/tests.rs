@@ -77,7 +77,7 @@ fn ttls_count_down_and_expired_answers_are_served_stale_with_ttl_30() {
     let cache = Cache::new(LIMITS);
     let t0 = Instant::now();
     cache.insert(
-        key_of(&query("hweb.example.", false)),
+        &key_of(&query("hweb.example.", false)),
         &reply("hweb.example.", ResponseCode::NoError, Some(300), None),
         7,
         t0,
@@ -128,7 +128,7 @@ fn the_key_ignores_case_but_not_the_dnssec_bit() {
     let cache = Cache::new(LIMITS);
     let t0 = Instant::now();
     cache.insert(
-        key_of(&query("a.example.", false)),
+        &key_of(&query("a.example.", false)),
         &reply("a.example.", ResponseCode::NoError, Some(60), None),
         1,
         t0,
@@ -147,7 +147,7 @@ fn negative_answers_live_for_the_soa_minimum() {
     let t0 = Instant::now();
     let k = key_of(&query("missing.example.", false));
     cache.insert(
-        k.clone(),
+        &k,
         &reply(
             "missing.example.",
             ResponseCode::NXDomain,
@@ -175,7 +175,7 @@ fn negative_answers_live_for_the_soa_minimum() {
         (ResponseCode::Refused, Some((60, 60))),
     ] {
         let k = key_of(&query("other.example.", false));
-        cache.insert(k.clone(), &reply("other.example.", code, None, soa), 1, t0);
+        cache.insert(&k, &reply("other.example.", code, None, soa), 1, t0);
         assert!(cache.get(&k, 1, t0).is_none(), "{code:?} cached");
     }
 }
@@ -186,7 +186,7 @@ fn an_answer_from_another_route_is_a_miss() {
     let t0 = Instant::now();
     let k = key_of(&query("a.example.", false));
     cache.insert(
-        k.clone(),
+        &k,
         &reply("a.example.", ResponseCode::NoError, Some(60), None),
         1,
         t0,
@@ -204,7 +204,7 @@ fn the_number_of_entries_is_bounded() {
     for i in 0..5000u32 {
         let name = format!("n{i}.example.");
         cache.insert(
-            key_of(&query(&name, false)),
+            &key_of(&query(&name, false)),
             &reply(&name, ResponseCode::NoError, Some(60 + i % 7), None),
             1,
             t0,
@@ -217,7 +217,7 @@ fn the_number_of_entries_is_bounded() {
     });
     let k = key_of(&query("a.example.", false));
     disabled.insert(
-        k.clone(),
+        &k,
         &reply("a.example.", ResponseCode::NoError, Some(60), None),
         1,
         t0,
@@ -243,7 +243,7 @@ fn a_full_cache_keeps_the_newest_answers() {
     for i in 0..names {
         let name = format!("n{i}.example.");
         cache.insert(
-            key_of(&query(&name, false)),
+            &key_of(&query(&name, false)),
             &reply(&name, ResponseCode::NoError, Some(3600), None),
             1,
             at(i),
@@ -274,7 +274,7 @@ fn min_and_max_ttl_bound_the_lifetime() {
     let t0 = Instant::now();
     let short = key_of(&query("short.example.", false));
     cache.insert(
-        short.clone(),
+        &short,
         &reply("short.example.", ResponseCode::NoError, Some(5), None),
         1,
         t0,
@@ -285,7 +285,7 @@ fn min_and_max_ttl_bound_the_lifetime() {
     );
     let long = key_of(&query("long.example.", false));
     cache.insert(
-        long.clone(),
+        &long,
         &reply("long.example.", ResponseCode::NoError, Some(3600), None),
         1,
         t0,
