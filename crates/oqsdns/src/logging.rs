@@ -1,5 +1,7 @@
 //! Logging: structured records to the systemd journal when stderr is connected to it
-//! (`JOURNAL_STREAM`), readable lines on stderr otherwise. `RUST_LOG` sets the level (default `info`).
+//! (`JOURNAL_STREAM`), readable lines on stderr otherwise. `RUST_LOG` sets the level (default `info`)
+//! as a level (`debug`) or `target=level` pairs (`oqsdns_core=debug,info`); not `EnvFilter`, whose
+//! span and field matching pulls a regex engine into the binary for no use here.
 //!
 //! For the journal, each tracing event becomes a `log::Record` whose key-values are the event's
 //! fields, handed to `systemd_journal_logger::JournalLog`: `warn!(route = "nw-base", ...)` shows up
@@ -16,15 +18,15 @@ use std::io::{IsTerminal as _, Write as _};
 use systemd_journal_logger::JournalLog;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber; a second call does nothing.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
     if systemd_journal_logger::connected_to_journal() {
         if let Ok(journal) = JournalLog::new() {
             let _ = tracing_subscriber::registry()
@@ -37,6 +39,14 @@ pub fn init() {
     let _ = tracing_subscriber::registry()
         .with(StderrLayer { ansi }.with_filter(filter))
         .try_init();
+}
+
+/// The filter `RUST_LOG` asks for; `info` when it is unset, empty or not understood.
+fn filter(rust_log: Option<&str>) -> Targets {
+    rust_log
+        .filter(|spec| !spec.trim().is_empty())
+        .and_then(|spec| spec.trim().parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(Level::INFO))
 }
 
 /// Writes every event to stderr as one line: time, level, text.
@@ -240,6 +250,35 @@ mod tests {
             seen[0].text(),
             "sent 12 replies client=192.0.2.7 error=\"no route to host\""
         );
+    }
+
+    #[test]
+    fn rust_log_sets_the_level() {
+        let cases: &[(Option<&str>, &str, Level, bool)] = &[
+            (None, "oqsdns_core", Level::INFO, true),
+            (None, "oqsdns_core", Level::DEBUG, false),
+            (Some(""), "oqsdns", Level::INFO, true),
+            (Some(""), "oqsdns", Level::DEBUG, false),
+            (Some("debug"), "oqsdns_core", Level::DEBUG, true),
+            (Some("debug"), "oqsdns_core", Level::TRACE, false),
+            (Some("warn"), "oqsdns", Level::INFO, false),
+            (Some("warn"), "oqsdns", Level::WARN, true),
+            (Some("oqsdns_core=debug"), "oqsdns_core", Level::DEBUG, true),
+            (Some("oqsdns_core=debug"), "hyper", Level::ERROR, false),
+            (Some("oqsdns=debug,warn"), "oqsdns_core", Level::DEBUG, true),
+            (Some("oqsdns=debug,warn"), "hyper", Level::INFO, false),
+            (Some("oqsdns=debug,warn"), "hyper", Level::WARN, true),
+            // Not understood: the default, not silence.
+            (Some("oqsdns=loud"), "oqsdns", Level::INFO, true),
+            (Some("oqsdns=loud"), "oqsdns", Level::DEBUG, false),
+        ];
+        for &(rust_log, target, level, enabled) in cases {
+            assert_eq!(
+                filter(rust_log).would_enable(target, &level),
+                enabled,
+                "RUST_LOG={rust_log:?}: {target} at {level}"
+            );
+        }
     }
 
     #[test]
