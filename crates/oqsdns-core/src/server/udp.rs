@@ -9,7 +9,7 @@
 //! of a batch that go upstream are handed to the tokio runtime together (one wake-up for the
 //! batch, not one per question), where each is a task that sends its reply itself.
 
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,10 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use nix::libc;
-use nix::sys::socket::{
-    self, setsockopt, sockopt, ControlMessageOwned, MsgFlags, MultiHeaders, Shutdown,
-    SockaddrStorage,
-};
+use nix::sys::socket::{self, setsockopt, sockopt, MsgFlags, Shutdown};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::OwnedSemaphorePermit;
@@ -54,8 +51,6 @@ enum Local {
 
 /// Datagrams received with one system call at most, and replies sent with one.
 const BATCH: usize = mmsg::BATCH;
-/// The largest query read; a longer datagram (no real client sends one) is dropped.
-const QUERY_MAX: usize = 4096;
 /// A reply from an upstream task finding the socket's send buffer full tries again this often...
 const SEND_RETRY: Duration = Duration::from_millis(1);
 /// ... this many times, then is dropped (the client asks again).
@@ -347,79 +342,40 @@ async fn send_later(socket: &std::net::UdpSocket, replies: &[Reply]) {
     }
 }
 
-/// Buffers for one recvmmsg call. (nix's headers are made for each call, within it.)
+/// What the receive thread reads into, made once for it.
 struct RecvBatch {
-    bufs: Vec<u8>,
-    got: [(usize, Option<Origin>); BATCH],
+    buffers: mmsg::RecvBuffers,
 }
 
 impl RecvBatch {
     fn new() -> Self {
         Self {
-            bufs: vec![0u8; BATCH * QUERY_MAX],
-            got: [(0, None); BATCH],
+            buffers: mmsg::RecvBuffers::new(),
         }
     }
 
     /// One recvmmsg with `flags`: how many datagrams it read; none once `stop` is set.
     ///
     /// After the socket's receiving side is shut, recvmmsg returns at once with one empty
-    /// "datagram" whose address the kernel did not write (and nix would read): `stop` is looked
-    /// at before the results.
+    /// "datagram" whose address the kernel did not write: `stop` is looked at before the
+    /// results.
     fn read(
         &mut self,
         socket: &std::net::UdpSocket,
         flags: MsgFlags,
         stop: &AtomicBool,
     ) -> io::Result<usize> {
-        let Self { bufs, got } = self;
-        let cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo);
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(cmsg));
-        let mut chunks = bufs.chunks_mut(QUERY_MAX);
-        let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
-            std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-        let results = socket::recvmmsg(
-            socket.as_raw_fd(),
-            &mut headers,
-            iovs.iter_mut(),
-            flags,
-            None,
-        )?;
+        let count = self.buffers.recv(socket.as_fd(), flags)?;
         if stop.load(Ordering::Acquire) {
             return Ok(0);
-        }
-        let mut count = 0;
-        for (slot, msg) in got.iter_mut().zip(results) {
-            count += 1;
-            *slot = (msg.bytes, None);
-            if msg.flags.contains(MsgFlags::MSG_TRUNC) {
-                continue; // longer than any real query: dropped
-            }
-            let Some(client) = msg.address.and_then(to_socket_addr) else {
-                continue;
-            };
-            let mut local = Local::Unknown;
-            for c in msg.cmsgs().into_iter().flatten() {
-                match c {
-                    ControlMessageOwned::Ipv4PacketInfo(info) => {
-                        local = Local::V4(info.ipi_spec_dst)
-                    }
-                    ControlMessageOwned::Ipv6PacketInfo(info) => {
-                        local = Local::V6(info.ipi6_addr, info.ipi6_ifindex)
-                    }
-                    _ => {}
-                }
-            }
-            slot.1 = Some(Origin { client, local });
         }
         Ok(count)
     }
 
     /// Datagram `i` of the last read and where it came from; `None` for one to drop.
     fn get(&self, i: usize) -> Option<(&[u8], Origin)> {
-        let (len, origin) = self.got[i];
-        let start = i * QUERY_MAX;
-        Some((&self.bufs[start..start + len.min(QUERY_MAX)], origin?))
+        let (bytes, origin) = self.buffers.get(i);
+        Some((bytes, origin?))
     }
 }
 
@@ -432,11 +388,4 @@ pub fn enable_pktinfo(socket: &impl AsFd, local: SocketAddr) -> io::Result<()> {
         setsockopt(socket, sockopt::Ipv4PacketInfo, &true)?;
     }
     Ok(())
-}
-
-fn to_socket_addr(addr: SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = addr.as_sockaddr_in() {
-        return Some(SocketAddr::from(*v4));
-    }
-    addr.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
 }
