@@ -38,7 +38,7 @@ fn fill(cache: &Cache, names: std::ops::Range<usize>, now: Instant) {
     for i in names {
         let (query, reply) = exchange(i);
         let request = Request::parse(&query).expect("a query");
-        cache.insert(cache::key(&request), &reply, 1, now);
+        cache.insert(&cache::key(&request), &reply, 1, now);
     }
 }
 

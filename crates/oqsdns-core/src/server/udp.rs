@@ -7,7 +7,8 @@
 //! questions at once and sends those replies with one sendmmsg. No poller stands between the
 //! datagrams and the loop, which costs a system call and a task wake-up per batch. The questions
 //! of a batch that go upstream are handed to the tokio runtime together (one wake-up for the
-//! batch, not one per question), where each is a task that sends its reply itself.
+//! batch, not one per question), where one task drives them all; the replies that come back
+//! together leave with one sendmmsg.
 
 use std::io;
 use std::net::SocketAddr;
