@@ -186,3 +186,27 @@ pub enum Step {
     /// Needs [`Handler::forward`], with what parsing the query found.
     Upstream(Parsed),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::HealthRegistry;
+
+    /// The handler's part of each UDP question's future (`dispatch` in server/udp.rs) stays
+    /// within glibc's per-thread cache, as `forward::tests` checks for the failover's.
+    #[test]
+    fn the_forward_future_fits_mallocs_thread_cache() {
+        let config = Config::default();
+        let registry = HealthRegistry::default();
+        let handler = Handler::new(Runtime::build(&config, &[], &registry), &config);
+        let query = [0u8, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1];
+        let parsed = Request::parse(&query).unwrap().parsed();
+        let client = SocketAddr::from(([127, 0, 0, 1], 5300));
+        let size = std::mem::size_of_val(&handler.forward(&query, parsed, client, Transport::Udp));
+        let room = crate::forward::FUTURE_ROOM;
+        assert!(
+            size <= room,
+            "Handler::forward: {size} bytes, more than {room}"
+        );
+    }
+}

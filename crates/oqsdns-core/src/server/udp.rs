@@ -255,10 +255,11 @@ async fn dispatch(
                 origin,
                 permit,
             } = upstream;
-            let _permit = permit;
             let answer = handler.forward(&query, parsed, origin.client, Transport::Udp);
             if let Some(bytes) = answer.await {
-                let _ = answers.send(Reply { bytes, origin });
+                // The place among the queries in flight is held until the reply has left, so
+                // that a full send buffer holds back new upstream questions.
+                let _ = answers.send((Reply { bytes, origin }, permit));
             }
         }
     };
@@ -279,19 +280,28 @@ async fn dispatch(
 /// Sends the upstream questions' replies, those ready together with one sendmmsg: after the first
 /// comes, the task yields once, so that the replies of the other upstream answers the runtime
 /// woke in the same round join it. Ends when [`dispatch`] has ended.
-async fn send_answers(mut answers: UnboundedReceiver<Reply>, socket: Arc<std::net::UdpSocket>) {
+async fn send_answers(
+    mut answers: UnboundedReceiver<(Reply, OwnedSemaphorePermit)>,
+    socket: Arc<std::net::UdpSocket>,
+) {
     let mut batch: Vec<Reply> = Vec::with_capacity(BATCH);
-    while let Some(first) = answers.recv().await {
-        batch.push(first);
+    let mut permits: Vec<OwnedSemaphorePermit> = Vec::with_capacity(BATCH);
+    while let Some((reply, permit)) = answers.recv().await {
+        batch.push(reply);
+        permits.push(permit);
         tokio::task::yield_now().await;
         while batch.len() < BATCH {
             match answers.try_recv() {
-                Ok(reply) => batch.push(reply),
+                Ok((reply, permit)) => {
+                    batch.push(reply);
+                    permits.push(permit);
+                }
                 Err(_) => break,
             }
         }
         send_later(&socket, &batch).await;
         batch.clear();
+        permits.clear();
     }
 }
 
@@ -322,7 +332,10 @@ async fn send_later(socket: &std::net::UdpSocket, replies: &[Reply]) {
     while sent < replies.len() {
         let rest = &replies[sent..];
         match mmsg::send(socket.as_fd(), rest, MsgFlags::MSG_DONTWAIT) {
-            Ok(n) => sent += n.max(1),
+            Ok(n) => {
+                sent += n.max(1);
+                tries = 0; // replies are leaving: each stall gets its own tries
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 tries += 1;
                 if tries >= SEND_TRIES {

@@ -269,21 +269,30 @@ fn local_of(hdr: &libc::msghdr) -> Local {
     }
     // SAFETY: `msg_control` points at this header's own control buffer and `msg_controllen` is
     // what the kernel wrote into it (at most its size: a longer one sets MSG_CTRUNC and is
-    // cut); CMSG_FIRSTHDR / CMSG_NXTHDR stay within that length and return null past it.
+    // cut); CMSG_FIRSTHDR / CMSG_NXTHDR return a header that fits within that length or null,
+    // and a message's data is read only if it lies within it too (libc's CMSG_NXTHDR checks the
+    // next header, not the length it claims).
     unsafe {
+        let end = hdr
+            .msg_control
+            .cast::<u8>()
+            .add(hdr.msg_controllen as usize);
+        let fits = |data: *const u8, size: usize| data.add(size) <= end.cast_const();
         let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
         while !cmsg.is_null() {
             let data = libc::CMSG_DATA(cmsg);
             let len = (*cmsg).cmsg_len as usize;
             match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
                 (libc::IPPROTO_IP, libc::IP_PKTINFO)
-                    if len >= libc::CMSG_LEN(mem::size_of::<libc::in_pktinfo>() as _) as usize =>
+                    if len >= libc::CMSG_LEN(mem::size_of::<libc::in_pktinfo>() as _) as usize
+                        && fits(data, mem::size_of::<libc::in_pktinfo>()) =>
                 {
                     let info = ptr::read_unaligned(data.cast::<libc::in_pktinfo>());
                     local = Local::V4(info.ipi_spec_dst);
                 }
                 (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
-                    if len >= libc::CMSG_LEN(mem::size_of::<libc::in6_pktinfo>() as _) as usize =>
+                    if len >= libc::CMSG_LEN(mem::size_of::<libc::in6_pktinfo>() as _) as usize
+                        && fits(data, mem::size_of::<libc::in6_pktinfo>()) =>
                 {
                     let info = ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
                     local = Local::V6(info.ipi6_addr, info.ipi6_ifindex);
