@@ -273,11 +273,9 @@ fn local_of(hdr: &libc::msghdr) -> Local {
     // and a message's data is read only if it lies within it too (libc's CMSG_NXTHDR checks the
     // next header, not the length it claims).
     unsafe {
-        let end = hdr
-            .msg_control
-            .cast::<u8>()
-            .add(hdr.msg_controllen as usize);
-        let fits = |data: *const u8, size: usize| data.add(size) <= end.cast_const();
+        // Compared as addresses: a pointer past the buffer is never made.
+        let end = hdr.msg_control as usize + hdr.msg_controllen as usize;
+        let fits = |data: *const u8, size: usize| data as usize + size <= end;
         let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
         while !cmsg.is_null() {
             let data = libc::CMSG_DATA(cmsg);
