@@ -448,7 +448,7 @@ fn run(config: Config, source: Source) -> ExitCode {
     // One worker thread beside each UDP listener's receive thread: a forwarder's work per query
     // is a few system calls, and a second worker mostly added wake-ups and steals between the
     // two (bench/run.sh, mixed cache miss: 7 % less CPU a query and 1 MiB less memory with one;
-    // docs/PERFORMANCE.md). One core forwards some 40,000 queries a second.
+    // docs/PERFORMANCE.md). One core forwards some 50,000 cache misses a second.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
