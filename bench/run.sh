@@ -10,6 +10,7 @@
 #                                     # a part of it, with a perf profile of oqsdns per run; a part
 #                                     # prints its tables and leaves docs/PERFORMANCE.md alone
 #                                     # (BENCH_PERF=dwarf: call graphs through Rust code too)
+#   BENCH_OQSDNS=/tmp/oqsdns-a ...     # that binary instead of building one
 #
 # Needs root and Debian's dnsperf, dnsmasq-base, unbound, knot, bind9-dnsutils, nftables, iproute2,
 # a C compiler and cargo. Every packet stays on loopback or inside the namespaces: the upstream
@@ -81,7 +82,10 @@ log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 # --- build ----------------------------------------------------------------------------------------
-if [ -n "${BENCH_PERF:-}" ]; then
+if [ -n "${BENCH_OQSDNS:-}" ]; then
+  # A binary built elsewhere (an A/B comparison of two builds, run after run).
+  OQSDNS=$(realpath "$BENCH_OQSDNS")
+elif [ -n "${BENCH_PERF:-}" ]; then
   # The release build with symbols for perf (Cargo.toml's profile `profiling`).
   log "cargo build --profile profiling"
   cargo build --profile profiling --quiet -p oqsdns
