@@ -97,9 +97,12 @@ async fn run(config: &Config, server: SocketAddr) -> Report {
     report
 }
 
-/// A loopback port where nothing listens (bound, then closed).
+/// A loopback port where nothing listens (bound, then closed), on a loopback address of its own:
+/// the tests running beside it bind ports of 127.0.0.1, and one of them could take the port
+/// just freed there (once in CI the check found something answering on it: a daemon failing
+/// names instead of none).
 fn dead_port() -> SocketAddr {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.77:0").unwrap();
     socket.local_addr().unwrap()
 }
 
