@@ -297,28 +297,22 @@ impl Cache {
         route: u64,
         now: Instant,
     ) {
-        self.try_insert(key, reply, records, route, now);
-    }
-
-    fn try_insert(
-        &self,
-        key: &[u8],
-        reply: &[u8],
-        records: &[wire::RecordAt],
-        route: u64,
-        now: Instant,
-    ) -> Option<()> {
         if !self.enabled() {
-            return None;
+            return;
         }
-        let lifetime = self.lifetime(reply, records)?;
+        let Some(lifetime) = self.lifetime(reply, records) else {
+            return;
+        };
         let ttls = || {
             records
                 .iter()
                 .filter(|r| r.rtype != wire::TYPE_OPT)
                 .filter_map(|r| u16::try_from(r.ttl_at).ok())
         };
-        let (data, key_len, ttl_count) = Entry::data(key, ttls().count(), ttls(), reply)?;
+        let Some((data, key_len, ttl_count)) = Entry::data(key, ttls().count(), ttls(), reply)
+        else {
+            return;
+        };
         let (hash, mut shard) = self.shard(key);
         let existing = shard.find(hash, key);
         let entry = Entry {
@@ -339,7 +333,6 @@ impl Cache {
                 shard.push(entry);
             }
         }
-        Some(())
     }
 
     /// How long a reply may be served fresh, or `None` if it must not be cached.

@@ -136,11 +136,6 @@ pub(super) struct RecvBuffers {
     headers: Box<[libc::mmsghdr]>,
 }
 
-// SAFETY: the raw pointers in `iovs` and `headers` only ever point into the buffers' own boxed
-// slices; the whole is moved or used by one thread at a time like any owned buffer.
-#[allow(unsafe_code)]
-unsafe impl Send for RecvBuffers {}
-
 impl RecvBuffers {
     #[allow(unsafe_code)]
     pub(super) fn new() -> Self {
