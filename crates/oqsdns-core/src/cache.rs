@@ -4,7 +4,7 @@
 //! Bounded by a number of entries; when full, the entry expiring soonest among a random sample
 //! goes (an expired one that can no longer be served stale first).
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashTable;
@@ -182,7 +182,7 @@ pub struct Hit {
 #[derive(Debug)]
 pub struct Cache {
     shards: Vec<Mutex<Shard>>,
-    hasher: RandomState,
+    hasher: crate::hashing::Keyed,
     per_shard: usize,
     limits: Limits,
 }
@@ -196,7 +196,7 @@ impl Cache {
             .collect();
         Self {
             shards,
-            hasher: RandomState::new(),
+            hasher: crate::hashing::keyed(),
             per_shard,
             limits,
         }

@@ -7,7 +7,6 @@
 //! set's slot that was used longest ago. Nothing is logged per query; [`Clients::disabled`]
 //! (`[status] clients = false`) holds no table and records nothing.
 
-use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
@@ -94,7 +93,7 @@ pub struct Client {
 pub struct Clients {
     shards: Box<[Mutex<Box<[Slot]>>]>,
     sets_per_shard: usize,
-    hasher: RandomState,
+    hasher: crate::hashing::Keyed,
     epoch: Instant,
 }
 
@@ -108,7 +107,7 @@ impl Clients {
         Self {
             shards,
             sets_per_shard,
-            hasher: RandomState::new(),
+            hasher: crate::hashing::keyed(),
             epoch: Instant::now(),
         }
     }

@@ -7,6 +7,7 @@ pub mod clients;
 pub mod compose;
 pub mod forward;
 pub mod handler;
+pub mod hashing;
 pub mod health;
 pub mod inflight;
 pub mod local;

@@ -19,7 +19,6 @@
 //! and nothing for the rest: a LAN client learns why, a flood with a forged source is not
 //! reflected at its victim.
 
-use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -77,7 +76,7 @@ pub struct RateLimiter {
     capacity: u64,
     shards: Box<[Mutex<Box<[Bucket]>>]>,
     sets_per_shard: usize,
-    hasher: RandomState,
+    hasher: crate::hashing::Keyed,
     epoch: Instant,
     log: Throttle,
     limited: AtomicU32,
@@ -141,7 +140,7 @@ impl RateLimiter {
             capacity: u64::from(burst.max(1)) * MILLI,
             shards,
             sets_per_shard,
-            hasher: RandomState::new(),
+            hasher: crate::hashing::keyed(),
             epoch: Instant::now(),
             log: Throttle::new(LOG_INTERVAL),
             limited: AtomicU32::new(0),
