@@ -8,32 +8,48 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use crate::cache::Key;
+use crate::hashing::Keyed;
 
 /// What the leader found: the upstream reply, or `None` when every server failed.
 pub type Found = Option<Arc<[u8]>>;
 
-type Waiters = Mutex<HashMap<Key, watch::Receiver<Option<Found>>>>;
+/// Each key under way, with the channel of the queries that joined it: made by the first that
+/// joins, so that a query nobody joins (most misses) makes none, and its end wakes nobody.
+type Waiters = Mutex<HashMap<Key, Option<watch::Sender<Option<Found>>>, Keyed>>;
 
 /// The queries under way.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Inflight {
     waiting: Waiters,
 }
 
-/// Removes the leader's entry even if its task is cancelled.
+impl Default for Inflight {
+    fn default() -> Self {
+        Self {
+            waiting: Mutex::new(HashMap::with_hasher(crate::hashing::keyed())),
+        }
+    }
+}
+
+/// Removes the leader's entry even if its task is cancelled (the joined queries then see the
+/// channel closed, and ask themselves).
 struct Leader<'a> {
     waiting: &'a Waiters,
     key: Option<&'a [u8]>,
 }
 
+impl Leader<'_> {
+    /// Takes the entry out of the table, with the channel of those that joined, if any.
+    fn finish(&mut self) -> Option<watch::Sender<Option<Found>>> {
+        let key = self.key.take()?;
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.remove(key).flatten()
+    }
+}
+
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            self.waiting
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(key);
-        }
+        self.finish();
     }
 }
 
@@ -47,18 +63,22 @@ impl Inflight {
     ) -> Found {
         let joined = {
             let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-            match waiting.get(key) {
-                Some(rx) => Err(rx.clone()),
-                None => {
+            match waiting.get_mut(key) {
+                Some(Some(tx)) => Some(tx.subscribe()),
+                Some(joiners) => {
                     let (tx, rx) = watch::channel(None);
-                    waiting.insert(key.into(), rx);
-                    Ok(tx)
+                    *joiners = Some(tx);
+                    Some(rx)
+                }
+                None => {
+                    waiting.insert(key.into(), None);
+                    None
                 }
             }
         };
         match joined {
-            Ok(tx) => {
-                let leader = Leader {
+            None => {
+                let mut leader = Leader {
                     waiting: &self.waiting,
                     key: Some(key),
                 };
@@ -68,15 +88,13 @@ impl Inflight {
                 // and its free-list consolidation were 3 % of a cache miss's CPU).
                 let found = Box::pin(work()).await;
                 // Out of the table first: from then on no query can join, and those that did
-                // hold a receiver. Most misses have none, and a send wakes eight lists of
-                // waiters, each under its lock, for nobody.
-                drop(leader);
-                if tx.receiver_count() > 0 {
+                // hold a receiver.
+                if let Some(tx) = leader.finish() {
                     let _ = tx.send(Some(found.clone()));
                 }
                 found
             }
-            Err(mut rx) => {
+            Some(mut rx) => {
                 let led = rx
                     .wait_for(Option::is_some)
                     .await
@@ -97,5 +115,68 @@ impl Inflight {
     /// Whether nothing is under way.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::oneshot;
+
+    fn found(byte: u8) -> Found {
+        Some(Arc::from(&[byte][..]))
+    }
+
+    #[tokio::test]
+    async fn identical_queries_under_way_are_asked_once() {
+        let inflight = Inflight::default();
+        let asked = AtomicUsize::new(0);
+        let (release, released) = oneshot::channel::<()>();
+        let work = || async {
+            asked.fetch_add(1, Ordering::SeqCst);
+            released.await.unwrap();
+            found(7)
+        };
+        let leader = inflight.run(b"k", work);
+        let joiners = futures_util::future::join_all((0..3).map(|_| {
+            inflight.run(b"k", || async {
+                asked.fetch_add(1, Ordering::SeqCst);
+                found(9)
+            })
+        }));
+        let release = async {
+            // The leader and the three joiners are under way once each has been polled.
+            tokio::task::yield_now().await;
+            assert_eq!(inflight.len(), 1);
+            release.send(()).unwrap();
+        };
+        let (led, joined, ()) = tokio::join!(leader, joiners, release);
+        assert_eq!(led, found(7));
+        assert_eq!(joined, vec![found(7); 3]);
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        assert!(inflight.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_query_nobody_joined_leaves_nothing_behind() {
+        let inflight = Inflight::default();
+        assert_eq!(inflight.run(b"a", || async { found(1) }).await, found(1));
+        assert_eq!(inflight.run(b"a", || async { None }).await, None);
+        assert!(inflight.is_empty());
+    }
+
+    #[tokio::test]
+    async fn when_the_leader_goes_away_those_that_joined_ask_themselves() {
+        let inflight = Inflight::default();
+        let mut leader = Box::pin(inflight.run(b"k", std::future::pending::<Found>));
+        // Polled once: the leader is under way.
+        assert!(futures_util::poll!(leader.as_mut()).is_pending());
+        let mut joiner = Box::pin(inflight.run(b"k", || async { found(2) }));
+        assert!(futures_util::poll!(joiner.as_mut()).is_pending());
+        drop(leader);
+        assert!(inflight.is_empty());
+        assert_eq!(joiner.await, found(2));
+        assert!(inflight.is_empty());
     }
 }

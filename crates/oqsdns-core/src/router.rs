@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 
+use crate::hashing::Keyed;
 use crate::wire;
 
 /// Maps domains to group indexes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Router {
-    /// Lower-case wire-format domain (with its root label) to group index.
-    suffixes: HashMap<Box<[u8]>, usize>,
+    /// Lower-case wire-format domain (with its root label) to group index. (Hashed as the
+    /// cache is: every query looks up each of its name's suffixes here.)
+    suffixes: HashMap<Box<[u8]>, usize, Keyed>,
     default: usize,
 }
 
@@ -17,7 +19,7 @@ impl Router {
     /// A router that sends names under no domain to the group `default`.
     pub fn new(default: usize) -> Self {
         Self {
-            suffixes: HashMap::new(),
+            suffixes: HashMap::with_hasher(crate::hashing::keyed()),
             default,
         }
     }
