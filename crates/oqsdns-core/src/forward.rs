@@ -221,7 +221,7 @@ pub(crate) async fn fetch(
             }
         }
         cache.insert_parsed(key, &reply, &records, group.fingerprint, Instant::now());
-        return Some(reply.into());
+        return Some(reply);
     }
     warn_failed(group);
     None

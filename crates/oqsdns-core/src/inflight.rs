@@ -11,11 +11,14 @@ use crate::cache::Key;
 use crate::hashing::Keyed;
 
 /// What the leader found: the upstream reply, or `None` when every server failed.
-pub type Found = Option<Arc<[u8]>>;
+pub type Found = Option<Vec<u8>>;
+
+/// What the leader passes on to the queries that joined it: its reply, shared.
+type Passed = Option<Arc<[u8]>>;
 
 /// Each key under way, with the channel of the queries that joined it: made by the first that
 /// joins, so that a query nobody joins (most misses) makes none, and its end wakes nobody.
-type Waiters = Mutex<HashMap<Key, Option<watch::Sender<Option<Found>>>, Keyed>>;
+type Waiters = Mutex<HashMap<Key, Option<watch::Sender<Option<Passed>>>, Keyed>>;
 
 /// The queries under way.
 #[derive(Debug)]
@@ -40,7 +43,7 @@ struct Leader<'a> {
 
 impl Leader<'_> {
     /// Takes the entry out of the table, with the channel of those that joined, if any.
-    fn finish(&mut self) -> Option<watch::Sender<Option<Found>>> {
+    fn finish(&mut self) -> Option<watch::Sender<Option<Passed>>> {
         let key = self.key.take()?;
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         waiting.remove(key).flatten()
@@ -90,15 +93,16 @@ impl Inflight {
                 // Out of the table first: from then on no query can join, and those that did
                 // hold a receiver.
                 if let Some(tx) = leader.finish() {
-                    let _ = tx.send(Some(found.clone()));
+                    let _ = tx.send(Some(found.as_deref().map(Arc::from)));
                 }
                 found
             }
             Some(mut rx) => {
-                let led = rx
-                    .wait_for(Option::is_some)
-                    .await
-                    .map(|found| found.clone().flatten());
+                let led = rx.wait_for(Option::is_some).await.map(|passed| {
+                    passed
+                        .as_ref()
+                        .and_then(|p| p.as_deref().map(<[u8]>::to_vec))
+                });
                 match led {
                     Ok(found) => found,
                     Err(_) => Box::pin(work()).await, // the leader was cancelled
@@ -125,7 +129,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     fn found(byte: u8) -> Found {
-        Some(Arc::from(&[byte][..]))
+        Some(vec![byte])
     }
 
     #[tokio::test]
