@@ -1,5 +1,6 @@
-//! The hash of the tables keyed by what clients send (the cache's names, the rate limiter's and
-//! the client table's addresses).
+//! The hash of the tables looked up per query with what clients send: the cache's and the
+//! in-flight table's keys, the router's suffixes, the rate limiter's and the client table's
+//! addresses.
 
 /// The hasher of one table.
 pub type Keyed = foldhash::quality::FixedState;
