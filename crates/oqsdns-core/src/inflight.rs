@@ -98,10 +98,12 @@ impl Inflight {
                 found
             }
             Some(mut rx) => {
+                // The value is `Some` once sent: its reply (or `None`, every server failed).
                 let led = rx.wait_for(Option::is_some).await.map(|passed| {
                     passed
                         .as_ref()
-                        .and_then(|p| p.as_deref().map(<[u8]>::to_vec))
+                        .and_then(Option::as_deref)
+                        .map(<[u8]>::to_vec)
                 });
                 match led {
                     Ok(found) => found,
