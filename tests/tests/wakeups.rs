@@ -38,6 +38,14 @@ const WAVE: usize = 50;
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 #[cfg(target_os = "linux")]
 async fn waves_of_forwarded_queries_do_not_wake_the_runtime_per_query() {
+    // Under qemu-user (.ci/cross.sh), the worker's writes follow the emulation's timing, not
+    // the timer's: 83 to 391 for 1,000 queries on aarch64, with and without the anchor alike.
+    if let Some(emulator) = std::env::var_os("OQSDNS_EMULATED") {
+        eprintln!(
+            "skipped: OQSDNS_EMULATED={emulator:?}: the count is not the timer's under emulation"
+        );
+        return;
+    }
     let up = FakeUpstream::start(|q, _| {
         Action::Reply(fake::reply(
             q,
