@@ -19,8 +19,9 @@ pub const STALE_TTL: u32 = 30;
 const SHARDS: usize = 16;
 const EVICTION_SAMPLE: usize = 8;
 
-/// The cache key: lower-case wire name, type, class, and the DO and CD bits.
-pub type Key = Box<[u8]>;
+/// The cache key: lower-case wire name, type, class, and the DO and CD bits. Shared: the
+/// queries-in-flight table holds the one a question made, not a copy.
+pub type Key = std::sync::Arc<[u8]>;
 
 /// The key of a request.
 pub fn key(request: &Request<'_>) -> Key {

@@ -103,69 +103,62 @@ pub(crate) async fn fetch(
     cache: &Cache,
     sockets: &Arc<upstream::SocketPool>,
 ) -> Found {
-    let mut order = with_tcp_fallback(asking_order(&group.servers))
-        .into_iter()
-        .peekable();
+    let mut tries = tries(&group.servers);
     let query: Arc<[u8]> = request.message().into();
     let parsed = request.parsed();
-    // Each server being asked, with its place in the order of asking.
+    // Each server being asked, with its place in `tries` (which is also the order of asking).
     let mut running: Vec<(Arc<ServerHealth>, usize, Ask)> = Vec::with_capacity(2);
     let mut hedge_at = None;
-    let mut asked_so_far = 0;
-    // When each UDP try began, and the places of those that ended otherwise than in
-    // silence (an answer, a refusal): asking those servers over TCP would not help.
-    let mut udp_began: Vec<Instant> = Vec::with_capacity(group.servers.len());
-    let mut not_silent: Vec<usize> = Vec::new();
+    // The next of `tries` to ask, and when the last UDP try began.
+    let mut next = 0;
+    let mut last_udp_began: Option<Instant> = None;
     loop {
         if running.is_empty() || hedge_at.is_some_and(|at| Instant::now() >= at) {
-            let next = loop {
-                match order.next() {
-                    Some(t) if t.fallback && not_silent.contains(&t.udp_place) => continue,
-                    t => break t,
-                }
-            };
-            let Some(Try {
-                server,
-                plan,
-                fallback,
-                ..
-            }) = next
-            else {
+            // A server whose UDP try ended otherwise than in silence (an answer, a refusal)
+            // is not asked over TCP: that would not help.
+            while tries
+                .get(next)
+                .is_some_and(|t| t.fallback && tries[t.udp_place].answered)
+            {
+                next += 1;
+            }
+            let Some(t) = tries.get(next) else {
                 if running.is_empty() {
                     break;
                 }
                 hedge_at = None;
                 continue;
             };
+            let (server, plan, fallback) = (t.server.clone(), t.plan, t.fallback);
+            let place = next;
+            next += 1;
             // A TCP try ends with the last UDP one: SERVFAIL comes no later than without it.
-            let try_timeout = match (fallback, udp_began.last()) {
-                (true, Some(&began)) => (began + timeout).saturating_duration_since(Instant::now()),
+            let try_timeout = match (fallback, last_udp_began) {
+                (true, Some(began)) => (began + timeout).saturating_duration_since(Instant::now()),
                 _ => timeout,
             };
             if try_timeout.is_zero() {
                 continue;
             }
             let delay = hedge_delay(&server, timeout);
-            let sockets = sockets.clone();
             let asked = ask(
                 server.clone(),
                 plan,
                 (query.clone(), parsed),
                 try_timeout,
-                sockets,
+                sockets.clone(),
             );
-            let place = asked_so_far;
-            asked_so_far += 1;
             running.push((server, place, Box::pin(numbered(place, asked))));
+            let now = Instant::now();
             if !fallback {
-                udp_began.push(Instant::now());
+                tries[place].began = Some(now);
+                last_udp_began = Some(now);
             }
             // With no server left to ask, nothing to race: no timer. A server is asked over
             // TCP once its UDP try has been silent for half a timeout, and the server just
             // asked has had its hedge delay (at most half a timeout) to answer.
-            let now = Instant::now();
-            hedge_at = order.peek().map(|t| match udp_began.get(t.udp_place) {
-                Some(&began) if t.fallback => {
+            hedge_at = tries.get(next).map(|t| match tries[t.udp_place].began {
+                Some(began) if t.fallback => {
                     (began + timeout / 2).max(now + delay.min(timeout / 2))
                 }
                 _ => now + delay,
@@ -194,7 +187,7 @@ pub(crate) async fn fetch(
             Ok(reply) => reply,
             Err(miss) => {
                 if miss == Miss::Answered {
-                    not_silent.push(place);
+                    tries[place].answered = true;
                 }
                 // That server failed: the next one at once, unless another is still asked.
                 if running.is_empty() {
@@ -239,53 +232,59 @@ fn warn_failed(group: &Group) {
     }
 }
 
-/// The order in which to ask `servers`, each with its plan: those that are up in the table's
-/// order, then those that lost a race and have not answered since, then those known to be down,
-/// so that once a failure is seen no query waits for it.
-fn asking_order(servers: &[Arc<ServerHealth>]) -> Vec<(Arc<ServerHealth>, Plan)> {
-    let tier = |server: &ServerHealth, plan: Plan| match (plan, server.is_overtaken()) {
+/// The tries of a question, in the order of asking: each server once with its plan, those that
+/// are up in the table's order, then those that lost a race and have not answered since, then
+/// those known to be down, so that once a failure is seen no query waits for it; then a TCP try
+/// of each server asked over UDP, in the same order. One allocation per question.
+fn tries(servers: &[Arc<ServerHealth>]) -> Vec<Try> {
+    let tier = |t: &Try| match (t.plan, t.server.is_overtaken()) {
         (Plan::Last, _) => 2,
         (_, true) => 1,
         (_, false) => 0,
     };
-    let mut order: Vec<(Arc<ServerHealth>, Plan)> =
-        servers.iter().map(|s| (s.clone(), s.plan())).collect();
-    order.sort_by_key(|(server, plan)| tier(server, *plan)); // stable: the table's order within
-    order
+    let mut tries: Vec<Try> = Vec::with_capacity(2 * servers.len());
+    tries.extend(
+        servers
+            .iter()
+            .map(|s| Try::new(s.clone(), s.plan(), false, 0)),
+    );
+    tries.sort_by_key(tier); // stable: the table's order within a tier
+    for place in 0..tries.len() {
+        tries[place].udp_place = place;
+        if tries[place].plan == Plan::Udp {
+            let server = tries[place].server.clone();
+            tries.push(Try::new(server, Plan::TcpOnly, true, place));
+        }
+    }
+    tries
 }
 
-/// One entry of the order of asking.
+/// One entry of the order of asking, and what became of it.
 #[derive(Debug)]
 struct Try {
     server: Arc<ServerHealth>,
     plan: Plan,
     /// A TCP try after the server's UDP try (at `udp_place` in the order) was silent.
     fallback: bool,
+    /// The place of the server's UDP try: this one's own, unless it is a fallback.
     udp_place: usize,
+    /// When this UDP try began.
+    began: Option<Instant>,
+    /// This UDP try ended otherwise than in silence (an answer, a refusal).
+    answered: bool,
 }
 
-/// `order`, then a TCP try of each server it asks over UDP, in the same order.
-fn with_tcp_fallback(order: Vec<(Arc<ServerHealth>, Plan)>) -> Vec<Try> {
-    let mut tries: Vec<Try> = Vec::with_capacity(2 * order.len());
-    for (place, (server, plan)) in order.iter().enumerate() {
-        tries.push(Try {
-            server: server.clone(),
-            plan: *plan,
-            fallback: false,
-            udp_place: place,
-        });
-    }
-    for (place, (server, plan)) in order.into_iter().enumerate() {
-        if plan == Plan::Udp {
-            tries.push(Try {
-                server,
-                plan: Plan::TcpOnly,
-                fallback: true,
-                udp_place: place,
-            });
+impl Try {
+    fn new(server: Arc<ServerHealth>, plan: Plan, fallback: bool, udp_place: usize) -> Self {
+        Self {
+            server,
+            plan,
+            fallback,
+            udp_place,
+            began: None,
+            answered: false,
         }
     }
-    tries
 }
 
 /// Servers are raced after at least this long (see [`Runtime::fetch`]).
@@ -428,18 +427,21 @@ mod tests {
         tcp_only.record(Transport::Udp, &Outcome::Fail("timed out".into()), true);
         tcp_only.overtaken();
         overtaken.overtaken();
-        let order: Vec<(u16, Plan)> =
-            asking_order(&[down, overtaken, up, tcp_only].map(|s| s.clone()))
+        let order: Vec<(u16, Plan, bool, usize)> =
+            tries(&[down, overtaken, up, tcp_only].map(|s| s.clone()))
                 .iter()
-                .map(|(s, plan)| (s.addr.port(), *plan))
+                .map(|t| (t.server.addr.port(), t.plan, t.fallback, t.udp_place))
                 .collect();
         assert_eq!(
             order,
             [
-                (3, Plan::Udp),
-                (2, Plan::Udp),
-                (4, Plan::TcpOnly), // lost a race, still asked over TCP only
-                (1, Plan::Last),
+                (3, Plan::Udp, false, 0),
+                (2, Plan::Udp, false, 1),
+                (4, Plan::TcpOnly, false, 2), // lost a race, still asked over TCP only
+                (1, Plan::Last, false, 3),
+                // Then over TCP those asked over UDP, each after its own UDP try.
+                (3, Plan::TcpOnly, true, 0),
+                (2, Plan::TcpOnly, true, 1),
             ]
         );
     }

@@ -61,12 +61,12 @@ impl Inflight {
     /// is awaited instead. If that leader goes away without a result, `work` runs after all.
     pub async fn run<F: Future<Output = Found>>(
         &self,
-        key: &[u8],
+        key: &Key,
         work: impl FnOnce() -> F,
     ) -> Found {
         let joined = {
             let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-            match waiting.get_mut(key) {
+            match waiting.get_mut(&key[..]) {
                 Some(Some(tx)) => Some(tx.subscribe()),
                 Some(joiners) => {
                     let (tx, rx) = watch::channel(None);
@@ -74,7 +74,7 @@ impl Inflight {
                     Some(rx)
                 }
                 None => {
-                    waiting.insert(key.into(), None);
+                    waiting.insert(key.clone(), None);
                     None
                 }
             }
@@ -134,6 +134,10 @@ mod tests {
         Some(vec![byte])
     }
 
+    fn key(name: &str) -> Key {
+        Key::from(name.as_bytes())
+    }
+
     #[tokio::test]
     async fn identical_queries_under_way_are_asked_once() {
         let inflight = Inflight::default();
@@ -144,9 +148,10 @@ mod tests {
             released.await.unwrap();
             found(7)
         };
-        let leader = inflight.run(b"k", work);
+        let k = key("k");
+        let leader = inflight.run(&k, work);
         let joiners = futures_util::future::join_all((0..3).map(|_| {
-            inflight.run(b"k", || async {
+            inflight.run(&k, || async {
                 asked.fetch_add(1, Ordering::SeqCst);
                 found(9)
             })
@@ -155,6 +160,8 @@ mod tests {
             // The leader and the three joiners are under way once each has been polled.
             tokio::task::yield_now().await;
             assert_eq!(inflight.len(), 1);
+            // The table holds the question's own key, not a copy of it.
+            assert_eq!(std::sync::Arc::strong_count(&k), 2);
             release.send(()).unwrap();
         };
         let (led, joined, ()) = tokio::join!(leader, joiners, release);
@@ -167,18 +174,21 @@ mod tests {
     #[tokio::test]
     async fn a_query_nobody_joined_leaves_nothing_behind() {
         let inflight = Inflight::default();
-        assert_eq!(inflight.run(b"a", || async { found(1) }).await, found(1));
-        assert_eq!(inflight.run(b"a", || async { None }).await, None);
+        let a = key("a");
+        assert_eq!(inflight.run(&a, || async { found(1) }).await, found(1));
+        assert_eq!(inflight.run(&a, || async { None }).await, None);
+        assert_eq!(std::sync::Arc::strong_count(&a), 1);
         assert!(inflight.is_empty());
     }
 
     #[tokio::test]
     async fn when_the_leader_goes_away_those_that_joined_ask_themselves() {
         let inflight = Inflight::default();
-        let mut leader = Box::pin(inflight.run(b"k", std::future::pending::<Found>));
+        let k = key("k");
+        let mut leader = Box::pin(inflight.run(&k, std::future::pending::<Found>));
         // Polled once: the leader is under way.
         assert!(futures_util::poll!(leader.as_mut()).is_pending());
-        let mut joiner = Box::pin(inflight.run(b"k", || async { found(2) }));
+        let mut joiner = Box::pin(inflight.run(&k, || async { found(2) }));
         assert!(futures_util::poll!(joiner.as_mut()).is_pending());
         drop(leader);
         assert!(inflight.is_empty());

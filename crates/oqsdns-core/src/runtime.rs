@@ -211,7 +211,8 @@ impl Runtime {
         shared: &Shared,
     ) -> Vec<u8> {
         let limit = self.limit(request, transport);
-        // On the heap: this future is held across the upstream exchange, and a key buffer of
+        // On the heap (the queries-in-flight table holds it too, not a copy): this future is
+        // held across the upstream exchange, and a key buffer of
         // 260 bytes in it would make every upstream task's allocation larger than malloc's
         // per-thread cache takes.
         let key = cache::key(request);

@@ -193,8 +193,17 @@ impl Receiver {
                     self.answer(query, origin, now, &mut replies, &mut upstream);
                 }
             }
-            if !upstream.is_empty() && self.upstream.send(std::mem::take(&mut upstream)).is_err() {
-                break; // the runtime's side is gone: shutting down
+            if !upstream.is_empty() {
+                // The next batch's list is made as large as this one's: one allocation a batch,
+                // not one per doubling as it fills.
+                let next = Vec::with_capacity(upstream.len());
+                if self
+                    .upstream
+                    .send(std::mem::replace(&mut upstream, next))
+                    .is_err()
+                {
+                    break; // the runtime's side is gone: shutting down
+                }
             }
             send_now(&self.socket, &replies);
             replies.clear();
