@@ -263,12 +263,30 @@ def machine(results):
     }
     return (
         f"- CPU: {os.cpu_count()} × {cpu} (`nproc` = {sh('nproc')})\n"
+        f"{steal(results)}"
         f"- memory: {mem_kib / 1024 / 1024:.1f} GiB\n"
         f"- kernel: Linux {platform.release()}\n"
         f"- oqsdns: commit {commit}, "
         f"`cargo build --release`\n"
         f"- dnsperf {versions['dnsperf']}, {versions['dnsmasq']}, unbound {versions['unbound']}, "
         f"knotd {versions['knotd']}\n"
+    )
+
+
+def steal(results):
+    """The line on the steal time over the runs (run.sh's steal.before and steal.after), if any."""
+    try:
+        (stolen0, all0), (stolen1, all1) = (
+            map(int, (results / f"steal.{at}").read_text().split()) for at in ("before", "after")
+        )
+    except (OSError, ValueError):
+        return ""
+    if all1 <= all0:
+        return ""
+    share = 100 * (stolen1 - stolen0) / (all1 - all0)
+    return (
+        f"- steal time over the runs: {share:.1f} % of the CPUs' time (taken by the virtual "
+        f"machine's host; the more there is, the more the ratios vary from run to run)\n"
     )
 
 

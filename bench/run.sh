@@ -64,6 +64,10 @@ RESULTS="$SCRATCH/results"
 mkdir -p "$RESULTS"
 date '+%Y-%m-%d %H:%M %Z' >"$RESULTS/date"
 { git rev-parse --short HEAD; git status --porcelain -- crates Cargo.toml Cargo.lock; } >"$RESULTS/commit" 2>/dev/null || true
+# The machine's steal time (a virtual machine's host running something else on its CPUs) over
+# all the runs: the report prints it, as the ratios between runs spread with it.
+steal_ticks() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+steal_ticks >"$RESULTS/steal.before"
 PIDS=()
 
 cleanup() {
@@ -425,6 +429,7 @@ wants cached && run_dnsperf echo cached -d "$Q/cached" -n 30000
 wants miss && run_dnsperf echo miss -d "$Q/miss" -n 1
 
 # --- the report ------------------------------------------------------------------------------------
+steal_ticks >"$RESULTS/steal.after"
 size=$(stat -c %s "$OQSDNS")
 cp "$OQSDNS" "$SCRATCH/oqsdns.stripped" && strip "$SCRATCH/oqsdns.stripped" 2>/dev/null || true
 stripped=$(stat -c %s "$SCRATCH/oqsdns.stripped")
