@@ -266,11 +266,12 @@ struct Try {
     plan: Plan,
     /// A TCP try after the server's UDP try (at `udp_place` in the order) was silent.
     fallback: bool,
-    /// The place of the server's UDP try: this one's own, unless it is a fallback.
+    /// The place of the server's first try (over UDP unless its plan says otherwise): this
+    /// one's own, unless it is a fallback.
     udp_place: usize,
-    /// When this UDP try began.
+    /// When this try began, if it went over UDP.
     began: Option<Instant>,
-    /// This UDP try ended otherwise than in silence (an answer, a refusal).
+    /// This try ended otherwise than in silence (an answer, a refusal).
     answered: bool,
 }
 

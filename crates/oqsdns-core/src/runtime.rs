@@ -212,9 +212,8 @@ impl Runtime {
     ) -> Vec<u8> {
         let limit = self.limit(request, transport);
         // On the heap (the queries-in-flight table holds it too, not a copy): this future is
-        // held across the upstream exchange, and a key buffer of
-        // 260 bytes in it would make every upstream task's allocation larger than malloc's
-        // per-thread cache takes.
+        // held across the upstream exchange, and a key buffer of 260 bytes in it would make
+        // every upstream task's allocation larger than malloc's per-thread cache takes.
         let key = cache::key(request);
         let rebind = self.rebind_protection.then_some(&shared.rebind);
         let found = shared
