@@ -269,7 +269,7 @@ struct Try {
     /// The place of the server's first try (over UDP unless its plan says otherwise): this
     /// one's own, unless it is a fallback.
     udp_place: usize,
-    /// When this try began, if it went over UDP.
+    /// When this try began, if it is a server's first (not a fallback).
     began: Option<Instant>,
     /// This try ended otherwise than in silence (an answer, a refusal).
     answered: bool,
