@@ -1,5 +1,5 @@
 //! The oqsdns query path: access control, routing, upstream transport, forwarding, listeners.
-#![deny(unsafe_code)] // allowed only in server/udp/mmsg.rs (sendmmsg)
+#![deny(unsafe_code)] // allowed only in server/udp/mmsg.rs and upstream/mmsg.rs (sendmmsg, recvmmsg)
 
 pub mod acl;
 pub mod cache;

@@ -1,9 +1,12 @@
 //! Upstream transport: one exchange with one server over UDP, TCP, or UDP then TCP when the
 //! answer is truncated. Shared by real queries, health probes and `oqsdns check`.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use nix::sys::socket::{self, MsgFlags};
@@ -12,6 +15,8 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{timeout_at, Instant};
 
 use crate::wire::{self, ReplyInfo, Request, MAX_MESSAGE};
+
+mod mmsg;
 
 /// Which transport carried an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,7 +89,7 @@ pub async fn exchange_pooled(
         let reply = match pool {
             None => udp(server, &query, id, request.question(), deadline).await,
             Some(pool) => {
-                pool.udp(server, &query, id, request.question(), deadline)
+                pool.udp(server, query, id, request.question(), deadline)
                     .await
             }
         }
@@ -197,76 +202,413 @@ fn read_reply(
 
 /// Queries one pooled socket carries before it is closed, so its random port changes.
 pub const POOLED_USES: u8 = 8;
-/// Idle sockets kept per server at most: about as many as queries under way to one server in a
-/// busy moment, so that under load sockets are closed after [`POOLED_USES`] queries rather than
-/// for want of room (with 32, the bench's 100 queries in flight opened a socket every third
-/// query). The daemon counts them in its open files limit.
-pub const POOLED_IDLE: usize = 128;
+/// Sockets kept per server with no query under way: the one taking the next queries. (Those
+/// under way hold their own, counted with them in the daemon's open files limit.)
+pub const POOLED_IDLE: usize = 1;
 
-/// Connected UDP sockets to upstream servers, each used by one query at a time and for at most
-/// [`POOLED_USES`] queries, so a query does not pay for a socket, a bind, a connect, two
-/// poller registrations and a close. Every socket has its own random port chosen by the
-/// kernel, and queries under way at once use different sockets; a socket whose query failed or
-/// timed out is closed, not kept. Replies are checked as on a fresh socket: the connected
-/// socket drops datagrams from any other address or port, and a datagram with another ID or
-/// question (a late reply to an earlier query) is ignored.
+/// Connected UDP sockets to upstream servers. A socket takes the next [`POOLED_USES`] queries to
+/// its server, some of them under way at once, each with its own random ID, and is closed when
+/// the last of them has ended: every port, chosen at random by the kernel, carries at most that
+/// many queries in its life, as when a socket carried one query at a time. The queries a socket
+/// is given in one round of the runtime go out together in one `sendmmsg` (a wave of client
+/// queries reaches the runtime at once), and the socket's replies are read by one task, those
+/// that came together with one `recvmmsg`. Replies are checked as on a fresh socket: the
+/// connected socket drops datagrams from any other address or port, and a datagram that is no
+/// waiting query's ID and question (a late reply to an earlier query, a forgery) is ignored. A
+/// socket whose query failed or timed out takes no more.
 #[derive(Debug, Default)]
 pub struct SocketPool {
-    idle: std::sync::Mutex<std::collections::HashMap<SocketAddr, Vec<Pooled>>>,
+    open: Mutex<HashMap<SocketAddr, Arc<Channel>>>,
+}
+
+/// One pooled socket and the task that reads it, which ends when the socket is dropped.
+#[derive(Debug)]
+struct Channel {
+    inner: Arc<Inner>,
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 #[derive(Debug)]
-struct Pooled {
+struct Inner {
     socket: UdpSocket,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Queries given to this socket so far.
     uses: u8,
+    /// Takes no more queries: used up, failed, or one of its queries timed out.
+    closed: bool,
+    /// Some queries are not sent yet; one of them (the first) sends them all.
+    send_due: bool,
+    queries: Vec<Query>,
+}
+
+#[derive(Debug)]
+struct Query {
+    /// Its number among the socket's queries.
+    token: u8,
+    id: u16,
+    /// The query as sent, its question at `HEADER_LEN..HEADER_LEN + question_len`.
+    bytes: Vec<u8>,
+    question_len: usize,
+    sent: bool,
+    waker: Option<Waker>,
+    /// The reply, or the OS error that ended the query.
+    outcome: Option<Result<Reply, i32>>,
+}
+
+impl Query {
+    fn question(&self) -> &[u8] {
+        let start = wire::HEADER_LEN.min(self.bytes.len());
+        let end = (start + self.question_len).min(self.bytes.len());
+        &self.bytes[start..end]
+    }
+}
+
+/// Wakers gathered under a lock and woken after it, without an allocation: a socket has at most
+/// [`POOLED_USES`] queries to wake.
+#[derive(Default)]
+struct Wakes([Option<Waker>; mmsg::CONNECTED_BATCH]);
+
+impl Wakes {
+    fn add(&mut self, waker: Option<Waker>) {
+        if let Some(free) = self.0.iter_mut().find(|w| w.is_none()) {
+            *free = waker;
+        } else if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn wake(self) {
+        for waker in self.0.into_iter().flatten() {
+            waker.wake();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SocketPool {
-    /// One UDP exchange with `server` as [`udp`], on a pooled socket.
+    /// One UDP exchange with `server` as [`udp`], on a pooled socket. `query` is the query with
+    /// ID `id` and question `question`.
     pub async fn udp(
         &self,
         server: SocketAddr,
-        query: &[u8],
+        query: Vec<u8>,
         id: u16,
         question: &[u8],
         deadline: Instant,
     ) -> Result<Reply, UpstreamError> {
-        let mut pooled = match self.take(server) {
-            Some(pooled) => pooled,
-            None => Pooled {
-                socket: connected(server)?,
-                uses: 0,
-            },
+        let mut waiting = self.enter(server, query, id, question.len())?;
+        let outcome = timeout_at(deadline, std::future::poll_fn(|cx| waiting.poll(cx))).await;
+        match outcome {
+            Ok(Ok(reply)) => return Ok(reply),
+            Ok(Err(_)) | Err(_) => self.retire(server, &waiting.channel),
+        }
+        match outcome {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(code)) => Err(io::Error::from_raw_os_error(code).into()),
+            Err(_) => Err(UpstreamError::Timeout),
+        }
+    }
+
+    /// Gives `query` to the socket taking `server`'s queries, a new one when there is none.
+    fn enter(
+        &self,
+        server: SocketAddr,
+        mut query: Vec<u8>,
+        mut id: u16,
+        question_len: usize,
+    ) -> io::Result<Waiting> {
+        let mut open = lock(&self.open);
+        let channel = match open.get(&server) {
+            Some(channel) if !lock(&channel.inner.state).closed => channel.clone(),
+            _ => {
+                let channel = Arc::new(Channel::new(server)?);
+                open.insert(server, channel.clone());
+                channel
+            }
         };
-        let reply = udp_on(&pooled.socket, query, id, question, deadline).await?;
-        pooled.uses += 1;
-        if pooled.uses < POOLED_USES {
-            self.give(server, pooled);
+        let mut state = lock(&channel.inner.state);
+        // Queries under way on one port have different IDs: each is one (port, ID) pair a
+        // forgery has to hit, as on sockets of their own.
+        while state.queries.iter().any(|q| q.id == id) && query.len() >= 2 {
+            id = rand::random();
+            query[..2].copy_from_slice(&id.to_be_bytes());
         }
-        Ok(reply)
-    }
-
-    /// An idle socket of `server`, picked at random among them.
-    fn take(&self, server: SocketAddr) -> Option<Pooled> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let sockets = idle.get_mut(&server).filter(|s| !s.is_empty())?;
-        let pick = rand::random::<u32>() as usize % sockets.len();
-        Some(sockets.swap_remove(pick))
-    }
-
-    fn give(&self, server: SocketAddr, pooled: Pooled) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let sockets = idle.entry(server).or_default();
-        if sockets.len() < POOLED_IDLE {
-            sockets.push(pooled);
+        let token = state.uses;
+        state.uses += 1;
+        if state.uses >= POOLED_USES {
+            state.closed = true;
+            open.remove(&server);
         }
+        state.queries.push(Query {
+            token,
+            id,
+            bytes: query,
+            question_len,
+            sent: false,
+            waker: None,
+            outcome: None,
+        });
+        let sender = !state.send_due;
+        state.send_due = true;
+        drop(state);
+        Ok(Waiting {
+            channel,
+            token,
+            sender,
+            yielded: false,
+        })
     }
 
-    /// Idle sockets in the pool.
+    /// `channel` takes no more queries (one of its queries failed or timed out).
+    fn retire(&self, server: SocketAddr, channel: &Arc<Channel>) {
+        let mut open = lock(&self.open);
+        if open.get(&server).is_some_and(|c| Arc::ptr_eq(c, channel)) {
+            open.remove(&server);
+        }
+        lock(&channel.inner.state).closed = true;
+    }
+
+    /// Sockets in the pool with no query under way.
     pub fn idle(&self) -> usize {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.values().map(Vec::len).sum()
+        let open = lock(&self.open);
+        open.values()
+            .filter(|c| lock(&c.inner.state).queries.is_empty())
+            .count()
     }
+}
+
+impl Channel {
+    fn new(server: SocketAddr) -> io::Result<Self> {
+        let inner = Arc::new(Inner {
+            socket: connected(server)?,
+            state: Mutex::new(State {
+                uses: 0,
+                closed: false,
+                send_due: false,
+                queries: Vec::with_capacity(POOLED_USES.into()),
+            }),
+        });
+        let reader = tokio::spawn(read_replies(inner.clone())).abort_handle();
+        Ok(Self { inner, reader })
+    }
+}
+
+/// One query given to a pooled socket, until it ends (its place on the socket is given up when
+/// it is dropped).
+struct Waiting {
+    channel: Arc<Channel>,
+    token: u8,
+    /// This query sends the socket's queries not sent yet, its own among them.
+    sender: bool,
+    yielded: bool,
+}
+
+impl Waiting {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<Reply, i32>> {
+        let inner = &self.channel.inner;
+        if self.sender {
+            if !self.yielded {
+                // Once round for the other queries the runtime has to start: those given to this
+                // socket meanwhile go out with this one.
+                self.yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.sender = false;
+            let mut wakes = Wakes::default();
+            lock(&inner.state).send(&inner.socket, &mut wakes);
+            wakes.wake();
+        }
+        let mut state = lock(&inner.state);
+        let Some(query) = state.queries.iter_mut().find(|q| q.token == self.token) else {
+            return Poll::Ready(Err(nix::libc::EIO));
+        };
+        if let Some(outcome) = query.outcome.take() {
+            return Poll::Ready(outcome);
+        }
+        if !query
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            query.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let inner = &self.channel.inner;
+        let mut state = lock(&inner.state);
+        if let Some(at) = state.queries.iter().position(|q| q.token == self.token) {
+            state.queries.swap_remove(at);
+        }
+        if self.sender {
+            // Gone before it sent the others: they go now.
+            let mut wakes = Wakes::default();
+            state.send(&inner.socket, &mut wakes);
+            drop(state);
+            wakes.wake();
+        }
+    }
+}
+
+impl State {
+    /// Sends the queries not sent yet; one the kernel refuses ends with its error (woken by
+    /// `wakes`).
+    fn send(&mut self, socket: &UdpSocket, wakes: &mut Wakes) {
+        self.send_due = false;
+        loop {
+            let unsent = || {
+                self.queries
+                    .iter()
+                    .filter(|q| !q.sent && q.outcome.is_none())
+            };
+            let mut datagrams: [&[u8]; mmsg::CONNECTED_BATCH] = [&[]; mmsg::CONNECTED_BATCH];
+            let mut n = 0;
+            for (slot, query) in datagrams.iter_mut().zip(unsent()) {
+                *slot = &query.bytes;
+                n += 1;
+            }
+            if n == 0 {
+                return;
+            }
+            let sent = match mmsg::send_connected(socket.as_fd(), &datagrams[..n]) {
+                Ok(sent) => Ok(sent.max(1)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e.raw_os_error().unwrap_or(nix::libc::EIO)),
+            };
+            // Those sent, or the one refused.
+            let mut left = sent.unwrap_or(1);
+            for query in self
+                .queries
+                .iter_mut()
+                .filter(|q| !q.sent && q.outcome.is_none())
+            {
+                if left == 0 {
+                    break;
+                }
+                left -= 1;
+                query.sent = true;
+                if let Err(code) = sent {
+                    query.outcome = Some(Err(code));
+                    wakes.add(query.waker.take());
+                }
+            }
+        }
+    }
+
+    /// Every query still waiting ends with `code`, and the socket takes no more.
+    fn fail(&mut self, code: i32, wakes: &mut Wakes) {
+        self.closed = true;
+        for query in self.queries.iter_mut().filter(|q| q.outcome.is_none()) {
+            query.outcome = Some(Err(code));
+            wakes.add(query.waker.take());
+        }
+    }
+
+    /// Queries sent and not answered yet.
+    fn waiting(&self) -> usize {
+        self.queries
+            .iter()
+            .filter(|q| q.sent && q.outcome.is_none())
+            .count()
+    }
+
+    /// Gives `bytes` to the waiting query it answers, if any.
+    fn deliver(&mut self, bytes: &[u8], wakes: &mut Wakes) {
+        for query in self
+            .queries
+            .iter_mut()
+            .filter(|q| q.sent && q.outcome.is_none())
+        {
+            if let Ok(info) = wire::check_reply(bytes, query.id, query.question()) {
+                query.outcome = Some(Ok(Reply {
+                    bytes: bytes.to_vec(),
+                    info,
+                    transport: Transport::Udp,
+                }));
+                wakes.add(query.waker.take());
+                return;
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The buffers replies are read into, one set per thread (the read never waits): a socket's
+    /// reader keeps none between its reads.
+    static REPLY_BUFFERS: std::cell::RefCell<Box<[[u8; mmsg::REPLY_MAX]; mmsg::CONNECTED_BATCH]>> =
+        std::cell::RefCell::new(Box::new([[0; mmsg::REPLY_MAX]; mmsg::CONNECTED_BATCH]));
+}
+
+/// Reads a pooled socket's replies and wakes the queries they answer, until the socket fails
+/// (an ICMP port unreachable on the connected socket raises ERROR, and the read reports it:
+/// every query on it then fails at once instead of at its timeout) or is dropped.
+async fn read_replies(inner: Arc<Inner>) {
+    loop {
+        let ready = match inner.socket.ready(REPLY).await {
+            Ok(ready) => ready,
+            Err(e) => {
+                let mut wakes = Wakes::default();
+                lock(&inner.state).fail(e.raw_os_error().unwrap_or(nix::libc::EIO), &mut wakes);
+                return wakes.wake();
+            }
+        };
+        // The read is made under the one interest that is ready (tokio's `try_io` knows no
+        // combination of interests).
+        let error = ready.is_error();
+        let interest = if error {
+            Interest::ERROR
+        } else {
+            Interest::READABLE
+        };
+        let mut wakes = Wakes::default();
+        let read = inner
+            .socket
+            .try_io(interest, || read_queued(&inner, error, &mut wakes));
+        match read {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                lock(&inner.state).fail(e.raw_os_error().unwrap_or(nix::libc::EIO), &mut wakes);
+                return wakes.wake();
+            }
+            _ => wakes.wake(),
+        }
+    }
+}
+
+/// Reads the datagrams queued on the socket, as many as queries wait (at least one), and gives
+/// each to the query it answers. Then readiness is cleared (WouldBlock) when the queue was
+/// found empty, or when no query waits any more, as a read that found nothing would clear it:
+/// a later datagram raises it again, and one already queued (a duplicate) is read with the next
+/// query's reply. After ERROR, readiness is kept until the read reports the error itself.
+fn read_queued(inner: &Inner, error: bool, wakes: &mut Wakes) -> io::Result<()> {
+    let want = lock(&inner.state).waiting();
+    REPLY_BUFFERS.with_borrow_mut(|buffers| {
+        let (lens, read) = mmsg::recv_connected(inner.socket.as_fd(), buffers, want)?;
+        let mut state = lock(&inner.state);
+        for (buffer, &len) in buffers.iter().zip(&lens[..read]) {
+            state.deliver(&buffer[..len], wakes);
+        }
+        if !error && (read < want.max(1) || state.waiting() == 0) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
+    })
 }
 
 /// One TCP exchange on a new connection.
@@ -317,5 +659,168 @@ mod tests {
             Err(UpstreamError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
             other => panic!("expected the refusal, got {other:?}"),
         }
+    }
+
+    /// A query for `name` (one label) with ID `id`, and its question.
+    fn query_for(name: &str, id: u16) -> (Vec<u8>, Vec<u8>) {
+        let mut question = vec![name.len() as u8];
+        question.extend_from_slice(name.as_bytes());
+        question.extend_from_slice(&[0, 0, 16, 0, 1]); // TXT, IN
+        let mut query = id.to_be_bytes().to_vec();
+        query.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        query.extend_from_slice(&question);
+        (query, question)
+    }
+
+    /// The reply to `query` (its header and question; no records), with `marker` as its
+    /// authority count so a test can tell replies apart.
+    fn reply_to(query: &[u8], marker: u8) -> Vec<u8> {
+        let mut reply = query.to_vec();
+        reply[2] |= 0x80;
+        reply[9] = marker;
+        reply
+    }
+
+    #[tokio::test]
+    async fn queries_started_together_share_a_socket_and_each_gets_its_own_reply() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let pool = SocketPool::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let names = ["a", "b", "c", "d", "e"];
+        let asks = names.iter().enumerate().map(|(i, name)| {
+            let (query, question) = query_for(name, 100 + i as u16);
+            let pool = &pool;
+            async move {
+                pool.udp(addr, query, 100 + i as u16, &question, deadline)
+                    .await
+            }
+        });
+        let answer = async {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 512];
+            while got.len() < names.len() {
+                let (len, from) = server.recv_from(&mut buf).await.unwrap();
+                got.push((buf[..len].to_vec(), from));
+            }
+            let ports: std::collections::HashSet<u16> = got.iter().map(|(_, f)| f.port()).collect();
+            assert_eq!(ports.len(), 1, "one socket for the five: {ports:?}");
+            // A forgery first (another question under a waiting ID), then the replies in
+            // reverse order.
+            let (forged, _) = query_for("zz", 100);
+            server
+                .send_to(&reply_to(&forged, 9), got[0].1)
+                .await
+                .unwrap();
+            for (i, (query, from)) in got.iter().enumerate().rev() {
+                server
+                    .send_to(&reply_to(query, i as u8), from)
+                    .await
+                    .unwrap();
+            }
+        };
+        let (replies, ()) = tokio::join!(futures_util::future::join_all(asks), answer);
+        for (i, reply) in replies.into_iter().enumerate() {
+            let reply = reply.unwrap();
+            assert_eq!(&reply.bytes[0..2], &(100 + i as u16).to_be_bytes());
+            assert_eq!(reply.bytes[9], i as u8, "query {i} got its own reply");
+        }
+        assert_eq!(pool.idle(), 1, "the socket is kept for the next queries");
+    }
+
+    #[tokio::test]
+    async fn a_socket_carries_at_most_pooled_uses_queries() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let pool = SocketPool::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let n = 3 * usize::from(POOLED_USES) + 1;
+        let asks = (0..n).map(|i| {
+            let (query, question) = query_for(&format!("n{i}"), i as u16);
+            let pool = &pool;
+            async move { pool.udp(addr, query, i as u16, &question, deadline).await }
+        });
+        let answer = async {
+            let mut ports = std::collections::HashMap::<u16, usize>::new();
+            let mut buf = [0u8; 512];
+            for _ in 0..n {
+                let (len, from) = server.recv_from(&mut buf).await.unwrap();
+                *ports.entry(from.port()).or_default() += 1;
+                server
+                    .send_to(&reply_to(&buf[..len], 0), from)
+                    .await
+                    .unwrap();
+            }
+            ports
+        };
+        let (replies, ports) = tokio::join!(futures_util::future::join_all(asks), answer);
+        assert!(replies.iter().all(Result::is_ok));
+        assert_eq!(ports.len(), 4, "{ports:?}");
+        assert!(
+            ports.values().all(|&q| q <= usize::from(POOLED_USES)),
+            "{ports:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_ends_every_query_waiting_on_the_socket_at_once() {
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = closed.local_addr().unwrap();
+        drop(closed);
+        let pool = SocketPool::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let asks = (0..3).map(|i| {
+            let (query, question) = query_for("x", i);
+            let pool = &pool;
+            async move { pool.udp(server, query, i, &question, deadline).await }
+        });
+        let started = Instant::now();
+        for outcome in futures_util::future::join_all(asks).await {
+            match outcome {
+                Err(UpstreamError::Io(e)) => {
+                    assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused)
+                }
+                other => panic!("expected the refusal, got {other:?}"),
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not at the timeout"
+        );
+        assert_eq!(pool.idle(), 0, "the failed socket is not kept");
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_the_query_out_and_its_socket_takes_no_more() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let pool = SocketPool::default();
+        let (query, question) = query_for("x", 7);
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let outcome = pool.udp(addr, query, 7, &question, deadline).await;
+        assert!(
+            matches!(outcome, Err(UpstreamError::Timeout)),
+            "{outcome:?}"
+        );
+        let mut buf = [0u8; 512];
+        let (_, first) = server.recv_from(&mut buf).await.unwrap();
+        let (query, question) = query_for("y", 8);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ask = pool.udp(addr, query, 8, &question, deadline);
+        let answer = async {
+            let (len, from) = server.recv_from(&mut buf).await.unwrap();
+            server
+                .send_to(&reply_to(&buf[..len], 0), from)
+                .await
+                .unwrap();
+            from
+        };
+        let (reply, second) = tokio::join!(ask, answer);
+        assert!(reply.is_ok());
+        assert_ne!(
+            first.port(),
+            second.port(),
+            "a new socket after the timeout"
+        );
     }
 }
