@@ -311,9 +311,8 @@ impl SocketPool {
     ) -> Result<Reply, UpstreamError> {
         let mut waiting = self.enter(server, query, id, question.len())?;
         let outcome = timeout_at(deadline, std::future::poll_fn(|cx| waiting.poll(cx))).await;
-        match outcome {
-            Ok(Ok(reply)) => return Ok(reply),
-            Ok(Err(_)) | Err(_) => self.retire(server, &waiting.channel),
+        if !matches!(outcome, Ok(Ok(_))) {
+            self.retire(server, &waiting.channel);
         }
         match outcome {
             Ok(Ok(reply)) => Ok(reply),
