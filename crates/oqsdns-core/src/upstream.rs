@@ -467,19 +467,20 @@ impl Drop for Waiting {
 }
 
 impl State {
-    /// Sends the queries not sent yet; one the kernel refuses ends with its error (woken by
-    /// `wakes`).
+    /// Sends the queries not sent yet. An error fails the socket: every query on it ends with
+    /// it (woken by `wakes`), those already sent too, since the kernel reports a socket's
+    /// pending error (the ICMP refusal of a query sent earlier) once, on whichever call comes
+    /// next, and the read that would have reported it to them then finds nothing.
     fn send(&mut self, socket: &UdpSocket, wakes: &mut Wakes) {
         self.send_due = false;
         loop {
-            let unsent = || {
-                self.queries
-                    .iter()
-                    .filter(|q| !q.sent && q.outcome.is_none())
-            };
             let mut datagrams: [&[u8]; mmsg::CONNECTED_BATCH] = [&[]; mmsg::CONNECTED_BATCH];
             let mut n = 0;
-            for (slot, query) in datagrams.iter_mut().zip(unsent()) {
+            let unsent = self
+                .queries
+                .iter()
+                .filter(|q| !q.sent && q.outcome.is_none());
+            for (slot, query) in datagrams.iter_mut().zip(unsent) {
                 *slot = &query.bytes;
                 n += 1;
             }
@@ -487,27 +488,15 @@ impl State {
                 return;
             }
             let sent = match mmsg::send_connected(socket.as_fd(), &datagrams[..n]) {
-                Ok(sent) => Ok(sent.max(1)),
+                Ok(sent) => sent.max(1),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e.raw_os_error().unwrap_or(nix::libc::EIO)),
+                Err(e) => return self.fail(e.raw_os_error().unwrap_or(nix::libc::EIO), wakes),
             };
-            // Those sent, or the one refused.
-            let mut left = sent.unwrap_or(1);
-            for query in self
-                .queries
+            self.queries
                 .iter_mut()
                 .filter(|q| !q.sent && q.outcome.is_none())
-            {
-                if left == 0 {
-                    break;
-                }
-                left -= 1;
-                query.sent = true;
-                if let Err(code) = sent {
-                    query.outcome = Some(Err(code));
-                    wakes.add(query.waker.take());
-                }
-            }
+                .take(sent)
+                .for_each(|q| q.sent = true);
         }
     }
 
@@ -766,15 +755,55 @@ mod tests {
         let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let server = closed.local_addr().unwrap();
         drop(closed);
+        // One, two or three queries sent together: the refusal of the first can come back on
+        // the send of the second (the kernel reports a socket's error once, on whichever call
+        // comes next), and every query ends with it all the same.
+        for n in 1..=3u16 {
+            let pool = SocketPool::default();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let asks = (0..n).map(|i| {
+                let (query, question) = query_for("x", i);
+                let pool = &pool;
+                async move { pool.udp(server, query, i, &question, deadline).await }
+            });
+            let started = Instant::now();
+            for outcome in futures_util::future::join_all(asks).await {
+                match outcome {
+                    Err(UpstreamError::Io(e)) => {
+                        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused)
+                    }
+                    other => panic!("{n} queries: expected the refusal, got {other:?}"),
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{n} queries: not at the timeout"
+            );
+            assert_eq!(pool.idle(), 0, "the failed socket is not kept");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_reported_on_a_later_query_s_send_ends_the_earlier_one_too() {
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = closed.local_addr().unwrap();
+        drop(closed);
         let pool = SocketPool::default();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let asks = (0..3).map(|i| {
-            let (query, question) = query_for("x", i);
-            let pool = &pool;
-            async move { pool.udp(server, query, i, &question, deadline).await }
-        });
+        let (query, question) = query_for("a", 1);
+        let first = pool.udp(server, query, 1, &question, deadline);
+        let (query, question) = query_for("b", 2);
+        let second = pool.udp(server, query, 2, &question, deadline);
+        tokio::pin!(first, second);
+        // Polled by hand, so that the socket's reader does not run in between: the first query
+        // is sent (its first poll yields for others to join), and the kernel holds its refusal
+        // for the socket's next call, which is the second query's send.
+        for _ in 0..2 {
+            assert!(futures_util::poll!(first.as_mut()).is_pending());
+        }
         let started = Instant::now();
-        for outcome in futures_util::future::join_all(asks).await {
+        let (first, second) = tokio::join!(first, second);
+        for outcome in [first, second] {
             match outcome {
                 Err(UpstreamError::Io(e)) => {
                     assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused)
@@ -786,7 +815,6 @@ mod tests {
             started.elapsed() < Duration::from_secs(20),
             "not at the timeout"
         );
-        assert_eq!(pool.idle(), 0, "the failed socket is not kept");
     }
 
     #[tokio::test]
