@@ -30,15 +30,7 @@ pub(super) fn send_connected(fd: BorrowedFd<'_>, datagrams: &[&[u8]]) -> io::Res
         iov.iov_base = datagram.as_ptr().cast_mut().cast();
         iov.iov_len = datagram.len();
     }
-    // SAFETY: `mmsghdr` is integers and pointers only; all zeroes (no address, no control
-    // message: the socket is connected) is a valid value of it.
-    let mut headers: [libc::mmsghdr; CONNECTED_BATCH] = unsafe { mem::zeroed() };
-    let iov_base = iovs.as_mut_ptr();
-    for (i, header) in headers[..n].iter_mut().enumerate() {
-        // SAFETY: `i < n <= CONNECTED_BATCH`, inside `iovs`, which outlives the system call.
-        header.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
-        header.msg_hdr.msg_iovlen = 1;
-    }
+    let mut headers = headers(&mut iovs, n);
     // SAFETY: the first `n` headers point at one iovec each, a datagram borrowed for this call.
     let sent = unsafe {
         libc::sendmmsg(
@@ -76,15 +68,8 @@ pub(super) fn recv_connected(
         iov.iov_base = buffer.as_mut_ptr().cast();
         iov.iov_len = REPLY_MAX;
     }
-    // SAFETY: as in `send_connected`; the kernel writes no address (no room given for one) and
-    // no control message.
-    let mut headers: [libc::mmsghdr; CONNECTED_BATCH] = unsafe { mem::zeroed() };
-    let iov_base = iovs.as_mut_ptr();
-    for (i, header) in headers[..n].iter_mut().enumerate() {
-        // SAFETY: `i < n <= CONNECTED_BATCH`, inside `iovs`, which outlives the system call.
-        header.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
-        header.msg_hdr.msg_iovlen = 1;
-    }
+    // The kernel writes no address (no room given for one) and no control message.
+    let mut headers = headers(&mut iovs, n);
     // SAFETY: the first `n` headers point at one iovec each, a buffer of REPLY_MAX bytes
     // borrowed mutably for this call; no timeout.
     let read = unsafe {
@@ -104,4 +89,23 @@ pub(super) fn recv_connected(
         *len = (header.msg_len as usize).min(REPLY_MAX);
     }
     Ok((lens, read as usize))
+}
+
+/// Headers for a connected socket, the first `n` pointing at one of `iovs` each (no address, no
+/// control message). They hold pointers into `iovs`, which must outlive the system call.
+#[allow(unsafe_code)]
+fn headers(
+    iovs: &mut [libc::iovec; CONNECTED_BATCH],
+    n: usize,
+) -> [libc::mmsghdr; CONNECTED_BATCH] {
+    // SAFETY: `mmsghdr` is integers and pointers only; all zeroes (null pointers, zero
+    // lengths) is a valid value of it.
+    let mut headers: [libc::mmsghdr; CONNECTED_BATCH] = unsafe { mem::zeroed() };
+    let iov_base = iovs.as_mut_ptr();
+    for (i, header) in headers[..n.min(CONNECTED_BATCH)].iter_mut().enumerate() {
+        // SAFETY: `i < CONNECTED_BATCH`, inside `iovs`.
+        header.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
+        header.msg_hdr.msg_iovlen = 1;
+    }
+    headers
 }
