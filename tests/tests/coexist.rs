@@ -12,7 +12,7 @@ use oqsdns_config::Config;
 use oqsdns_tests::lab::beside::{dnsmasq_holding, Program};
 use oqsdns_tests::lab::env::{oqsdns_binary, program_or_skip};
 use oqsdns_tests::lab::topology::{OQSDNS_LAN4, OQSDNS_LAN6, OQSDNS_WAN4};
-use oqsdns_tests::lab::{Area, Host, Lab};
+use oqsdns_tests::lab::{Area, Cut, Host, Lab};
 
 /// The listen settings of the shipped config/oqsdns.toml, as a `[server]` table for the lab.
 fn shipped_listen() -> String {
@@ -287,6 +287,99 @@ fn an_address_added_after_start_is_served_and_its_listener_goes_with_it() {
     assert!(
         log.contains("address gone from its interface"),
         "the removal was seen:\n{log}"
+    );
+}
+
+/// `ip addr add` of `cidr` on `host`'s `dev`, without duplicate address detection.
+fn add_address(lab: &Lab, host: Host, cidr: &str, dev: &str) {
+    lab.ip(host, &["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+}
+
+/// A link that flaps, or a prefix handed out again: the address goes and comes back while its
+/// stopped listener still holds the UDP port for a question under way (the NGN DNS cut off, so
+/// the question waits for its tries' timeouts). The new listener cannot bind until that socket
+/// closes, and no address event comes after it does: without trying again soon, the address
+/// stayed unserved until the 30 s rescan.
+#[test]
+fn an_address_back_while_its_old_listener_drains_is_served_again_within_seconds() {
+    let test = "an_address_back_while_its_old_listener_drains_is_served_again_within_seconds";
+    let Some(lab) = lab_beside_resolved(test) else {
+        return;
+    };
+    let new: IpAddr = "2408:82:1234:5601::1".parse().unwrap();
+    let sock = SocketAddr::new(new, 53);
+    add_address(&lab, Host::Oqsdns, "2408:82:1234:5601::1/64", "lan0");
+    add_address(&lab, Host::Terminal, "2408:82:1234:5601::100/64", "eth0");
+    let bound = |transport| lab.bound(transport, sock);
+    assert!(
+        within(Duration::from_secs(2), || bound("udp") && bound("tcp")).is_some(),
+        "no listener on {sock} within 2 s:\n{}",
+        lab.logs()
+    );
+    assert_hweb(&lab, new, false, Host::Terminal);
+    lab.cut_off(&lab.area().ngn(), Cut::All);
+    let ss = Path::new("ss");
+    let lab = &lab;
+    std::thread::scope(|scope| {
+        let name = format!("draining.{}", lab.area().ngn_domain());
+        let asking = scope.spawn(move || lab.query(&name, "AAAA").server(new).wait(6).run());
+        // dig's socket towards the address exists once its query is on the way.
+        let sent = within(Duration::from_secs(5), || {
+            let dst = format!("dst [{new}]:53");
+            let out = lab.run_on(
+                Host::Terminal,
+                ss,
+                &["-Hnu", "state", "all", &dst],
+                Duration::from_secs(10),
+            );
+            !out.stdout.trim().is_empty()
+        });
+        assert!(sent.is_some(), "dig's query was not sent");
+        lab.ip(
+            Host::Oqsdns,
+            &[
+                "-6",
+                "addr",
+                "del",
+                "2408:82:1234:5601::1/64",
+                "dev",
+                "lan0",
+            ],
+        );
+        assert!(
+            within(Duration::from_secs(2), || !bound("tcp")).is_some(),
+            "the listener of {sock} did not stop:\n{}",
+            lab.logs()
+        );
+        assert!(
+            bound("udp"),
+            "the stopped listener's UDP socket closed at once: no question was under way to hold it"
+        );
+        add_address(lab, Host::Oqsdns, "2408:82:1234:5601::1/64", "lan0");
+        // The question under way ends with the NGN DNS's timeouts; the address is then bound
+        // again within a second, well before the rescan.
+        let back = within(Duration::from_secs(8), || bound("tcp"));
+        assert!(
+            back.is_some(),
+            "{sock} not served again within 8 s of coming back:\n{}",
+            lab.logs()
+        );
+        let answered = asking.join().expect("the query's thread");
+        assert_eq!(
+            answered.status, "SERVFAIL",
+            "the question under way was answered:\n{answered}"
+        );
+    });
+    lab.restore();
+    assert_hweb(lab, new, false, Host::Terminal);
+    assert_hweb(lab, new, true, Host::Terminal);
+    let log = lab.oqsdns_log();
+    let taken = log
+        .lines()
+        .any(|l| l.contains("skipping this address") && l.contains("5601::1"));
+    assert!(
+        !taken,
+        "its own stopping listener was taken for another program:\n{log}"
     );
 }
 

@@ -367,7 +367,7 @@ async fn follow(
     servers: Servers,
     shutdown: CancellationToken,
 ) {
-    while events.next(&shutdown).await {
+    while events.next(&shutdown, follower.retry_in()).await {
         for (listener, token) in follower.rescan() {
             let addr = listener.addr;
             if let Err(error) = servers.start(listener, token.clone()) {

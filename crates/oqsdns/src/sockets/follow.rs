@@ -8,13 +8,13 @@
 //! (getifaddrs) and compare: a new address is bound, a removed one has its listener stopped.
 //! IPv6 link-local addresses are bound with their interface's scope id.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::net::if_::InterfaceFlags;
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
@@ -29,6 +29,12 @@ use super::{bind, Listener};
 pub const RESCAN: Duration = Duration::from_secs(30);
 /// Without netlink (not Linux, or refused in a sandbox) the addresses are read this often.
 const POLL: Duration = Duration::from_secs(1);
+/// A stopped listener keeps its UDP socket until the questions it has under way are answered
+/// (their tries' timeouts, a few seconds). An address gone and back within this long (a link
+/// that flapped, a prefix handed out again) may find its port still held by that socket...
+const DRAIN: Duration = Duration::from_secs(15);
+/// ... and is tried again this often, not at the next event or rescan only.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// What `"auto"` serves: its ports, the interfaces named (empty: every one; loopback always),
 /// and the addresses written out in `listen`, which it leaves to their own listeners.
@@ -103,13 +109,17 @@ fn is_link_local(ip: std::net::Ipv6Addr) -> bool {
     ip.segments()[0] & 0xffc0 == 0xfe80
 }
 
-/// The listeners `"auto"` keeps open: each one's stop token, and the addresses that could not be
-/// bound (logged once, tried again at every rescan).
+/// The listeners `"auto"` keeps open: each one's stop token, the addresses that could not be
+/// bound (logged once, tried again at every rescan), and when each listener stopped for its
+/// address going was told to stop (its socket may still be open, see [`DRAIN`]).
 #[derive(Debug)]
 pub struct Follower {
     auto: AutoListen,
     open: BTreeMap<SocketAddr, CancellationToken>,
     failed: HashSet<SocketAddr>,
+    stopped: HashMap<SocketAddr, Instant>,
+    /// An address came back while its stopped listener may still hold it: see [`RETRY`].
+    retry: bool,
     shutdown: CancellationToken,
 }
 
@@ -120,6 +130,8 @@ impl Follower {
             auto,
             open: BTreeMap::new(),
             failed: HashSet::new(),
+            stopped: HashMap::new(),
+            retry: false,
             shutdown,
         }
     }
@@ -129,9 +141,19 @@ impl Follower {
         self.open.keys().copied().collect()
     }
 
+    /// How soon the addresses should be read again at the latest: [`RETRY`] while an address
+    /// that came back is held by its own stopping listener, else `None` (the next event, or
+    /// [`RESCAN`]).
+    pub fn retry_in(&self) -> Option<Duration> {
+        self.retry.then_some(RETRY)
+    }
+
     /// Reads the addresses again: stops the listeners of addresses gone, and binds the new ones,
     /// returning them with the token that stops each.
     pub fn rescan(&mut self) -> Vec<(Listener, CancellationToken)> {
+        let now = Instant::now();
+        self.stopped.retain(|_, at| now.duration_since(*at) < DRAIN);
+        self.retry = false;
         let wanted = self.auto.wanted();
         let gone: Vec<SocketAddr> = self
             .open
@@ -143,6 +165,7 @@ impl Follower {
             if let Some(token) = self.open.remove(&addr) {
                 info!(%addr, "address gone from its interface; its listener stops");
                 token.cancel();
+                self.stopped.insert(addr, now);
             }
         }
         self.failed.retain(|a| wanted.contains_key(a));
@@ -156,9 +179,14 @@ impl Follower {
                     if self.failed.remove(&addr) {
                         info!(%addr, %interface, "address is free now; serving it");
                     }
+                    self.stopped.remove(&addr);
                     let token = self.shutdown.child_token();
                     self.open.insert(addr, token.clone());
                     started.push((listener, token));
+                }
+                Err(error) if self.stopped.contains_key(&addr) => {
+                    self.retry = true;
+                    debug!(%addr, %error, "address back while its stopped listener still holds it; trying again in {RETRY:?}");
                 }
                 Err(error) if self.failed.insert(addr) => warn!(
                     %addr,
@@ -226,17 +254,19 @@ impl Events {
         }
     }
 
-    /// Returns when the addresses should be read again; `false` once `shutdown` is cancelled.
-    pub async fn next(&mut self, shutdown: &CancellationToken) -> bool {
+    /// Returns when the addresses should be read again, after `within` at the latest if given;
+    /// `false` once `shutdown` is cancelled.
+    pub async fn next(&mut self, shutdown: &CancellationToken, within: Option<Duration>) -> bool {
         let Some(changed) = &self.changed else {
             return tokio::select! {
                 () = shutdown.cancelled() => false,
                 () = tokio::time::sleep(POLL) => true,
             };
         };
+        let wait = within.map_or(RESCAN, |within| within.min(RESCAN));
         tokio::select! {
             () = shutdown.cancelled() => false,
-            () = tokio::time::sleep(RESCAN) => true,
+            () = tokio::time::sleep(wait) => true,
             () = changed.notified() => true,
         }
     }
