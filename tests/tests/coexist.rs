@@ -221,30 +221,8 @@ fn an_address_added_after_start_is_served_and_its_listener_goes_with_it() {
         !lab.bound("udp", sock),
         "not bound before the address exists"
     );
-    lab.ip(
-        Host::Oqsdns,
-        &[
-            "-6",
-            "addr",
-            "add",
-            "2408:82:1234:5601::1/64",
-            "dev",
-            "lan0",
-            "nodad",
-        ],
-    );
-    lab.ip(
-        Host::Terminal,
-        &[
-            "-6",
-            "addr",
-            "add",
-            "2408:82:1234:5601::100/64",
-            "dev",
-            "eth0",
-            "nodad",
-        ],
-    );
+    add_address(&lab, Host::Oqsdns, "2408:82:1234:5601::1/64", "lan0");
+    add_address(&lab, Host::Terminal, "2408:82:1234:5601::100/64", "eth0");
     let served = within(Duration::from_secs(2), || {
         lab.bound("udp", sock) && lab.bound("tcp", sock)
     });
@@ -256,17 +234,7 @@ fn an_address_added_after_start_is_served_and_its_listener_goes_with_it() {
     assert_hweb(&lab, new, false, Host::Terminal);
     assert_hweb(&lab, new, true, Host::Terminal);
 
-    lab.ip(
-        Host::Oqsdns,
-        &[
-            "-6",
-            "addr",
-            "del",
-            "2408:82:1234:5601::1/64",
-            "dev",
-            "lan0",
-        ],
-    );
+    del_address(&lab, Host::Oqsdns, "2408:82:1234:5601::1/64", "lan0");
     let gone = within(Duration::from_secs(2), || {
         !lab.bound("udp", sock) && !lab.bound("tcp", sock)
     });
@@ -293,6 +261,11 @@ fn an_address_added_after_start_is_served_and_its_listener_goes_with_it() {
 /// `ip addr add` of `cidr` on `host`'s `dev`, without duplicate address detection.
 fn add_address(lab: &Lab, host: Host, cidr: &str, dev: &str) {
     lab.ip(host, &["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+}
+
+/// `ip addr del` of `cidr` on `host`'s `dev`.
+fn del_address(lab: &Lab, host: Host, cidr: &str, dev: &str) {
+    lab.ip(host, &["-6", "addr", "del", cidr, "dev", dev]);
 }
 
 /// A link that flaps, or a prefix handed out again: the address goes and comes back while its
@@ -335,17 +308,7 @@ fn an_address_back_while_its_old_listener_drains_is_served_again_within_seconds(
             !out.stdout.trim().is_empty()
         });
         assert!(sent.is_some(), "dig's query was not sent");
-        lab.ip(
-            Host::Oqsdns,
-            &[
-                "-6",
-                "addr",
-                "del",
-                "2408:82:1234:5601::1/64",
-                "dev",
-                "lan0",
-            ],
-        );
+        del_address(lab, Host::Oqsdns, "2408:82:1234:5601::1/64", "lan0");
         assert!(
             within(Duration::from_secs(2), || !bound("tcp")).is_some(),
             "the listener of {sock} did not stop:\n{}",
