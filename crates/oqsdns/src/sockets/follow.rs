@@ -110,13 +110,14 @@ fn is_link_local(ip: std::net::Ipv6Addr) -> bool {
 }
 
 /// The listeners `"auto"` keeps open: each one's stop token, the addresses that could not be
-/// bound (logged once, tried again at every rescan), and when each listener stopped for its
-/// address going was told to stop (its socket may still be open, see [`DRAIN`]).
+/// bound (logged once, tried again at every rescan), and the addresses gone lately, with when
+/// their listeners were told to stop (a socket may still be open, see [`DRAIN`]).
 #[derive(Debug)]
 pub struct Follower {
     auto: AutoListen,
     open: BTreeMap<SocketAddr, CancellationToken>,
     failed: HashSet<SocketAddr>,
+    /// Kept for [`DRAIN`]; a failure to bind one of these is its own socket, not another program.
     stopped: HashMap<SocketAddr, Instant>,
     /// An address came back while its stopped listener may still hold it: see [`RETRY`].
     retry: bool,
