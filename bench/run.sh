@@ -11,6 +11,8 @@
 #                                     # prints its tables and leaves docs/PERFORMANCE.md alone
 #                                     # (BENCH_PERF=dwarf: call graphs through Rust code too)
 #   BENCH_OQSDNS=/tmp/oqsdns-a ...     # that binary instead of building one
+#   BENCH_UPSTREAM_BATCH=1 ...         # the knotd upstreams as SCHED_BATCH (a diagnosis: a woken
+#                                     # knotd then does not preempt the program that woke it)
 #
 # Needs root and Debian's dnsperf, dnsmasq-base, unbound, knot, bind9-dnsutils, nftables, iproute2,
 # a C compiler and cargo. Every packet stays on loopback or inside the namespaces: the upstream
@@ -156,7 +158,9 @@ start_knot() {
   conf=${conf//@LISTEN@/\"$addr@53\"}
   conf=${conf//@ZONES@/$zones}
   printf '%s\n' "$conf" >"$dir/knot.conf"
-  ip netns exec "$NS_U" knotd -c "$dir/knot.conf" >"$dir/log" 2>&1 &
+  local sched=()
+  [ -n "${BENCH_UPSTREAM_BATCH:-}" ] && sched=(chrt --batch 0)
+  ip netns exec "$NS_U" "${sched[@]}" knotd -c "$dir/knot.conf" >"$dir/log" 2>&1 &
   PIDS+=($!)
 }
 # shellcheck disable=SC2086
@@ -366,6 +370,11 @@ run_dnsperf() {
   if [ -n "$perf" ]; then
     # shellcheck disable=SC2086
     kill -INT $perf; wait $perf || true
+    # Each thread's context switches since it started, voluntary (it waited) and not (preempted).
+    local task
+    for task in /proc/"$SERVER_PID"/task/*; do
+      printf '%s %s\n' "$(<"$task/comm")" "$(awk '/ctxt_switches/ { sub(":", "", $1); printf "%s=%s ", $1, $2 }' "$task/status")"
+    done >"$out.threads" 2>/dev/null || true
     perf report -i "$out.perf.data" --stdio --no-children --sort dso,sym --percent-limit 0.5 \
       >"$out.perf.txt" 2>/dev/null || true
     log "profile: $out.perf.txt"
