@@ -3,21 +3,20 @@
 //! name, routed to the NW-base or NGN DNS) was answered.
 //!
 //! The table never grows: [`Clients::new`] allocates every slot up front, in shards of 4-way sets
-//! indexed by a keyed hash, as the rate limiter's table does. A client not in its set takes the
+//! indexed by a keyed hash ([`crate::sets`]), as the rate limiter's table does. A client not in its set takes the
 //! set's slot that was used longest ago. Nothing is logged per query; [`Clients::disabled`]
 //! (`[status] clients = false`) holds no table and records nothing.
 
-use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::sets::{key_of, Sets};
 
 /// Clients tracked at once by default: a clinic has a handful of terminals, a LAN a few dozen
 /// devices.
 pub const DEFAULT_SLOTS: usize = 256;
 
 const SHARDS: usize = 8;
-const WAYS: usize = 4;
 
 /// What became of a client's last query for a name of the guide's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,23 +90,15 @@ pub struct Client {
 /// The fixed table of recent clients.
 #[derive(Debug)]
 pub struct Clients {
-    shards: Box<[Mutex<Box<[Slot]>>]>,
-    sets_per_shard: usize,
-    hasher: crate::hashing::Keyed,
+    table: Sets<Slot>,
     epoch: Instant,
 }
 
 impl Clients {
     /// A table of `slots` clients (rounded up to a multiple of 32); 0 records nothing.
     pub fn new(slots: usize) -> Self {
-        let sets_per_shard = slots.div_ceil(SHARDS * WAYS);
-        let shards = (0..if slots == 0 { 0 } else { SHARDS })
-            .map(|_| Mutex::new(vec![Slot::default(); sets_per_shard * WAYS].into_boxed_slice()))
-            .collect();
         Self {
-            shards,
-            sets_per_shard,
-            hasher: crate::hashing::keyed(),
+            table: Sets::new(SHARDS, slots),
             epoch: Instant::now(),
         }
     }
@@ -119,12 +110,12 @@ impl Clients {
 
     /// Whether it records.
     pub fn enabled(&self) -> bool {
-        !self.shards.is_empty()
+        !self.table.is_empty()
     }
 
     /// Clients tracked at once.
     pub fn slots(&self) -> usize {
-        self.shards.len() * self.sets_per_shard * WAYS
+        self.table.slots()
     }
 
     /// Counts one query of `client` at `now`; `table` is what became of it when it asked a name
@@ -150,20 +141,17 @@ impl Clients {
     pub fn list(&self, now: Instant) -> Vec<Client> {
         let now_ms = self.ms(now);
         let mut out: Vec<(u64, Client)> = Vec::new();
-        for shard in self.shards.iter() {
-            let slots = shard.lock().unwrap_or_else(|e| e.into_inner());
-            for slot in slots.iter().filter(|s| s.used) {
-                out.push((
-                    slot.last_ms,
-                    Client {
-                        addr: IpAddr::V6(Ipv6Addr::from(slot.key)).to_canonical(),
-                        ago: Duration::from_millis(now_ms.saturating_sub(slot.last_ms)),
-                        queries: slot.queries,
-                        table: slot.table,
-                    },
-                ));
-            }
-        }
+        self.table.for_each(|slot| {
+            out.push((
+                slot.last_ms,
+                Client {
+                    addr: IpAddr::V6(Ipv6Addr::from(slot.key)).to_canonical(),
+                    ago: Duration::from_millis(now_ms.saturating_sub(slot.last_ms)),
+                    queries: slot.queries,
+                    table: slot.table,
+                },
+            ));
+        });
         out.sort_by_key(|(last, _)| std::cmp::Reverse(*last));
         out.into_iter().map(|(_, c)| c).collect()
     }
@@ -173,35 +161,26 @@ impl Clients {
     }
 
     fn with_slot(&self, client: IpAddr, now_ms: u64, f: impl FnOnce(&mut Slot)) {
-        if !self.enabled() {
-            return;
-        }
-        let key = match client.to_canonical() {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-            IpAddr::V6(v6) => v6.octets(),
+        let key = key_of(client);
+        // A free slot first, else the one used longest ago.
+        let victim = |ways: &[Slot]| {
+            (0..ways.len())
+                .min_by_key(|&i| (ways[i].used, ways[i].last_ms))
+                .unwrap_or(0)
         };
-        let hash = self.hasher.hash_one(key);
-        let shard = &self.shards[(hash as usize) % SHARDS];
-        let set = ((hash >> 32) as usize) % self.sets_per_shard;
-        let mut slots = shard.lock().unwrap_or_else(|e| e.into_inner());
-        let ways = &mut slots[set * WAYS..(set + 1) * WAYS];
-        let at = match ways.iter().position(|s| s.used && s.key == key) {
-            Some(at) => at,
-            None => {
-                // A free slot first, else the one used longest ago.
-                let victim = (0..WAYS)
-                    .min_by_key(|&i| (ways[i].used, ways[i].last_ms))
-                    .unwrap_or(0);
-                ways[victim] = Slot {
-                    used: true,
-                    key,
-                    last_ms: now_ms,
-                    ..Slot::default()
-                };
-                victim
-            }
+        let fresh = || Slot {
+            used: true,
+            key,
+            last_ms: now_ms,
+            ..Slot::default()
         };
-        f(&mut ways[at]);
+        self.table.with(key, victim, fresh, f);
+    }
+}
+
+impl crate::sets::Slot for Slot {
+    fn key(&self) -> Option<&[u8; 16]> {
+        self.used.then_some(&self.key)
     }
 }
 

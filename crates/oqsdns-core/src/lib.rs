@@ -21,6 +21,7 @@ pub mod rebind;
 pub mod router;
 pub mod runtime;
 pub mod server;
+mod sets;
 pub mod state;
 pub mod status_txt;
 pub mod system;

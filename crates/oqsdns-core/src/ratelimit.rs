@@ -5,8 +5,8 @@
 //! make them share one budget). IPv4-mapped IPv6 addresses count as their IPv4 address.
 //!
 //! The table never grows: [`RateLimiter::new`] allocates every slot, in shards of 4-way sets
-//! indexed by a keyed hash (the key is random per process, so collisions cannot be aimed). A
-//! client not in its set takes the slot whose bucket is fullest: a full bucket is the same as no
+//! indexed by a keyed hash ([`crate::sets`]). A client not in its set takes the slot whose bucket
+//! is fullest: a full bucket is the same as no
 //! entry, so a flood of forged sources evicts quiet clients first and a flooder's own empty
 //! bucket stays put instead of being reset by the flood.
 //!
@@ -19,7 +19,6 @@
 //! and nothing for the rest: a LAN client learns why, a flood with a forged source is not
 //! reflected at its victim.
 
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -27,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
+use crate::sets::{key_of, Sets, Slot};
 use crate::throttle::Throttle;
 
 /// Excess queries of one client answered with REFUSED per second; the others are dropped.
@@ -37,7 +37,6 @@ pub const DEFAULT_SLOTS: usize = 4096;
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 const SHARDS: usize = 16;
-const WAYS: usize = 4;
 /// Tokens are counted in thousandths of a query, so a refill of `rate` per second is `rate`
 /// thousandths per millisecond.
 const MILLI: u64 = 1000;
@@ -67,6 +66,12 @@ struct Bucket {
     refusals: u16,
 }
 
+impl Slot for Bucket {
+    fn key(&self) -> Option<&[u8; 16]> {
+        self.used.then_some(&self.key)
+    }
+}
+
 /// Token buckets per client address in a fixed-size table.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -74,9 +79,7 @@ pub struct RateLimiter {
     rate: u64,
     /// The bucket's size in thousandths of a query.
     capacity: u64,
-    shards: Box<[Mutex<Box<[Bucket]>>]>,
-    sets_per_shard: usize,
-    hasher: crate::hashing::Keyed,
+    table: Sets<Bucket>,
     epoch: Instant,
     log: Throttle,
     limited: AtomicU32,
@@ -127,20 +130,11 @@ impl RateLimiter {
             });
             (key_of(ip), bucket)
         });
-        let sets_per_shard = if rate == 0 {
-            0
-        } else {
-            slots.div_ceil(SHARDS * WAYS).max(1)
-        };
-        let shards = (0..if rate == 0 { 0 } else { SHARDS })
-            .map(|_| Mutex::new(vec![Bucket::default(); sets_per_shard * WAYS].into_boxed_slice()))
-            .collect();
+        let slots = if rate == 0 { 0 } else { slots.max(1) };
         Self {
             rate: u64::from(rate),
             capacity: u64::from(burst.max(1)) * MILLI,
-            shards,
-            sets_per_shard,
-            hasher: crate::hashing::keyed(),
+            table: Sets::new(SHARDS, slots),
             epoch: Instant::now(),
             log: Throttle::new(LOG_INTERVAL),
             limited: AtomicU32::new(0),
@@ -175,13 +169,12 @@ impl RateLimiter {
 
     /// Clients the table tracks at once.
     pub fn slots(&self) -> usize {
-        self.shards.len() * self.sets_per_shard * WAYS
+        self.table.slots()
     }
 
     /// Bytes the table holds; fixed from the start.
     pub fn table_bytes(&self) -> usize {
-        self.slots() * std::mem::size_of::<Bucket>()
-            + self.shards.len() * std::mem::size_of::<Mutex<Box<[Bucket]>>>()
+        self.table.bytes()
     }
 
     /// Counts one query of `client`, received at `now`, and says what to do with it; logs
@@ -237,37 +230,32 @@ impl RateLimiter {
                 );
             }
         }
-        let hash = self.hasher.hash_one(key);
-        let shard = &self.shards[(hash as usize) % SHARDS];
-        let set = ((hash >> 32) as usize) % self.sets_per_shard;
-        let mut buckets = shard.lock().unwrap_or_else(|e| e.into_inner());
-        let ways = &mut buckets[set * WAYS..(set + 1) * WAYS];
-        let bucket = match ways.iter().position(|b| b.used && b.key == key) {
-            Some(at) => &mut ways[at],
-            None => {
-                let victim = (0..WAYS)
-                    .max_by_key(|&i| {
-                        let b = &ways[i];
-                        // Free slots first, then the fullest bucket, then the longest unused.
-                        let tokens = if b.used {
-                            self.refilled(b, now_ms)
-                        } else {
-                            u64::MAX
-                        };
-                        (tokens, u64::MAX - b.last_ms)
-                    })
-                    .unwrap_or(0);
-                ways[victim] = Bucket {
-                    used: true,
-                    key,
-                    tokens: self.capacity,
-                    last_ms: now_ms,
-                    ..Bucket::default()
-                };
-                &mut ways[victim]
-            }
+        // Free slots first, then the fullest bucket, then the longest unused.
+        let victim = |ways: &[Bucket]| {
+            (0..ways.len())
+                .max_by_key(|&i| {
+                    let b = &ways[i];
+                    let tokens = if b.used {
+                        self.refilled(b, now_ms)
+                    } else {
+                        u64::MAX
+                    };
+                    (tokens, u64::MAX - b.last_ms)
+                })
+                .unwrap_or(0)
         };
-        take(bucket, now_ms, self.rate, self.capacity)
+        let fresh = || Bucket {
+            used: true,
+            key,
+            tokens: self.capacity,
+            last_ms: now_ms,
+            ..Bucket::default()
+        };
+        self.table
+            .with(key, victim, fresh, |bucket| {
+                take(bucket, now_ms, self.rate, self.capacity)
+            })
+            .unwrap_or(Verdict::Admit)
     }
 
     fn refilled(&self, bucket: &Bucket, now_ms: u64) -> u64 {
@@ -308,14 +296,6 @@ fn refilled(bucket: &Bucket, now_ms: u64, rate: u64, capacity: u64) -> u64 {
 fn is_loopback(key: &[u8; 16]) -> bool {
     let v6 = std::net::Ipv6Addr::from(*key);
     v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-}
-
-/// The table key of a client: its IPv6 address, IPv4 (also IPv4-mapped) as ::ffff:a.b.c.d.
-fn key_of(client: IpAddr) -> [u8; 16] {
-    match client.to_canonical() {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
 }
 
 #[cfg(test)]
@@ -438,11 +418,8 @@ mod tests {
             assert_eq!(limiter.check_at(v6(i), 1), Verdict::Admit, "source {i}");
         }
         assert_eq!(limiter.table_bytes(), bytes, "the table never grows");
-        let tracked: usize = limiter
-            .shards
-            .iter()
-            .map(|s| s.lock().unwrap().iter().filter(|b| b.used).count())
-            .sum();
+        let mut tracked = 0;
+        limiter.table.for_each(|_| tracked += 1);
         assert!(tracked <= DEFAULT_SLOTS, "{tracked} tracked");
         assert_ne!(
             limiter.check_at(flooder, 1),
