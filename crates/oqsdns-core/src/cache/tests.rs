@@ -265,6 +265,51 @@ fn a_full_cache_keeps_the_newest_answers() {
 }
 
 #[test]
+fn eviction_drops_the_answers_expiring_soonest() {
+    // Each shard full of answers living an hour, then as many living a second, with some of the
+    // first answered anew for two hours (an entry replaced in its slot), then a quarter as many
+    // living an hour and a half: the second-long ones go first, then those of an hour.
+    let entries = 16 * 40;
+    let cache = Cache::new(Limits {
+        entries,
+        keep_stale: Duration::ZERO,
+        ..LIMITS
+    });
+    let t0 = Instant::now();
+    let put = |name: &str, ttl: u32| {
+        cache.insert(
+            &key_of(&query(name, false)),
+            &reply(name, ResponseCode::NoError, Some(ttl), None),
+            1,
+            t0,
+        );
+    };
+    let held = |name: &str| cache.get(&key_of(&query(name, false)), 1, t0).is_some();
+    for i in 0..entries {
+        put(&format!("long{i}.example."), 3600);
+    }
+    for i in 0..entries {
+        put(&format!("short{i}.example."), 1);
+        put(&format!("long{}.example.", i % 50), 7200);
+    }
+    for i in 0..entries / 4 {
+        put(&format!("late{i}.example."), 5400);
+    }
+    let late = (0..entries / 4)
+        .filter(|i| held(&format!("late{i}.example.")))
+        .count();
+    let short = (0..entries)
+        .filter(|i| held(&format!("short{i}.example.")))
+        .count();
+    assert!(
+        late >= entries / 4 * 9 / 10,
+        "{late} of {} late answers kept",
+        entries / 4
+    );
+    assert!(short < entries / 4, "{short} short-lived answers kept");
+}
+
+#[test]
 fn min_and_max_ttl_bound_the_lifetime() {
     let cache = Cache::new(Limits {
         min_ttl: 60,
