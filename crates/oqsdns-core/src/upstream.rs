@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -133,6 +133,25 @@ fn connected(server: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// Datagrams a used-up socket may hold when it is renewed; more, and it is closed instead.
+const DRAIN_MAX: usize = 64;
+
+/// Drops the datagrams queued on the disconnected `socket` (no more can come to it until it is
+/// connected again), without waiting; an error pending on it (a refusal) is returned.
+fn drain(socket: &UdpSocket) -> io::Result<()> {
+    let socket = socket2::SockRef::from(socket);
+    // One byte is enough: the rest of a longer datagram is dropped with it.
+    let mut byte = [std::mem::MaybeUninit::uninit()];
+    for _ in 0..DRAIN_MAX {
+        match socket.recv(&mut byte) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("too many datagrams queued"))
+}
+
 async fn udp_on(
     socket: &UdpSocket,
     query: &[u8],
@@ -200,25 +219,41 @@ fn read_reply(
     }
 }
 
-/// Queries one pooled socket carries before it is closed, so its random port changes.
+/// Queries one pooled socket carries on one port; then it is given a new random port.
 pub const POOLED_USES: u8 = 8;
-/// Sockets kept per server with no query under way: the one taking the next queries. (Those
-/// under way hold their own, counted with them in the daemon's open files limit.)
-pub const POOLED_IDLE: usize = 1;
+/// Sockets used up and given a new port kept per server, to take over from the one taking its
+/// queries: as many as are under way at once at the rate of a busy clinic's bursts (a hundred
+/// queries in flight, over a few servers), so that a burst's sockets are made once.
+const POOLED_SPARES: usize = 8;
+/// Sockets kept per server with no query under way: the one taking the next queries and the
+/// spares. (Those under way hold their own, counted with them in the daemon's open files limit.)
+pub const POOLED_IDLE: usize = 1 + POOLED_SPARES;
 
 /// Connected UDP sockets to upstream servers. A socket takes the next [`POOLED_USES`] queries to
-/// its server, some of them under way at once, each with its own random ID, and is closed when
-/// the last of them has ended: every port, chosen at random by the kernel, carries at most that
-/// many queries in its life, as when a socket carried one query at a time. The queries a socket
+/// its server, some of them under way at once, each with its own random ID, and when the last of
+/// them has ended it is disconnected, which frees its port, and connected again on a new one,
+/// chosen at random by the kernel as for a new socket: every port carries at most that many
+/// queries in its life, as when a socket carried one query at a time. It then takes the next
+/// queries, or waits as a spare for the one taking them to be used up. (A new socket for every
+/// eight queries, its creation, registration with the poller, reading task and close, cost a
+/// seventh of a cache miss's CPU: docs/PERFORMANCE.md, step 18 of issue 18.) The queries a socket
 /// is given in one round of the runtime go out together in one `sendmmsg` (a wave of client
 /// queries reaches the runtime at once), and the socket's replies are read by one task, those
 /// that came together with one `recvmmsg`. Replies are checked as on a fresh socket: the
 /// connected socket drops datagrams from any other address or port, and a datagram that is no
 /// waiting query's ID and question (a late reply to an earlier query, a forgery) is ignored. A
-/// socket whose query failed or timed out takes no more.
+/// socket whose query failed or timed out takes no more, and is closed.
 #[derive(Debug, Default)]
 pub struct SocketPool {
-    open: Mutex<HashMap<SocketAddr, Arc<Channel>>>,
+    sockets: Arc<Mutex<Sockets>>,
+}
+
+#[derive(Debug, Default)]
+struct Sockets {
+    /// The socket taking each server's next queries.
+    open: HashMap<SocketAddr, Arc<Channel>>,
+    /// Sockets used up, whose queries have all ended, on new ports: the next to take queries.
+    spare: HashMap<SocketAddr, Vec<Arc<Channel>>>,
 }
 
 /// One pooled socket and the task that reads it, which ends when the socket is dropped.
@@ -226,6 +261,9 @@ pub struct SocketPool {
 struct Channel {
     inner: Arc<Inner>,
     reader: tokio::task::AbortHandle,
+    server: SocketAddr,
+    /// Where the socket goes back to once used up (not kept alive by it).
+    pool: Weak<Mutex<Sockets>>,
 }
 
 impl Drop for Channel {
@@ -246,6 +284,9 @@ struct State {
     uses: u8,
     /// Takes no more queries: used up, failed, or one of its queries timed out.
     closed: bool,
+    /// Failed, or one of its queries timed out: closed when its queries have ended, not given a
+    /// new port.
+    failed: bool,
     /// Some queries are not sent yet; one of them (the first) sends them all.
     send_due: bool,
     queries: Vec<Query>,
@@ -329,11 +370,20 @@ impl SocketPool {
         mut id: u16,
         question_len: usize,
     ) -> io::Result<Waiting> {
-        let mut open = lock(&self.open);
+        let mut sockets = lock(&self.sockets);
+        let Sockets { open, spare } = &mut *sockets;
         let channel = match open.get(&server) {
             Some(channel) if !lock(&channel.inner.state).closed => channel.clone(),
             _ => {
-                let channel = Arc::new(Channel::new(server)?);
+                // A spare is closed only if its reader saw an error since it got its port.
+                let spares = spare.get_mut(&server);
+                let renewed = spares.and_then(|s| {
+                    std::iter::from_fn(|| s.pop()).find(|c| !lock(&c.inner.state).closed)
+                });
+                let channel = match renewed {
+                    Some(channel) => channel,
+                    None => Arc::new(Channel::new(server, Arc::downgrade(&self.sockets))?),
+                };
                 open.insert(server, channel.clone());
                 channel
             }
@@ -373,35 +423,91 @@ impl SocketPool {
 
     /// `channel` takes no more queries (one of its queries failed or timed out).
     fn retire(&self, server: SocketAddr, channel: &Arc<Channel>) {
-        let mut open = lock(&self.open);
-        if open.get(&server).is_some_and(|c| Arc::ptr_eq(c, channel)) {
-            open.remove(&server);
+        let mut sockets = lock(&self.sockets);
+        if sockets
+            .open
+            .get(&server)
+            .is_some_and(|c| Arc::ptr_eq(c, channel))
+        {
+            sockets.open.remove(&server);
         }
-        lock(&channel.inner.state).closed = true;
+        let mut state = lock(&channel.inner.state);
+        state.closed = true;
+        state.failed = true;
     }
 
     /// Sockets in the pool with no query under way.
     pub fn idle(&self) -> usize {
-        let open = lock(&self.open);
-        open.values()
+        let sockets = lock(&self.sockets);
+        sockets
+            .open
+            .values()
+            .chain(sockets.spare.values().flatten())
             .filter(|c| lock(&c.inner.state).queries.is_empty())
             .count()
     }
 }
 
 impl Channel {
-    fn new(server: SocketAddr) -> io::Result<Self> {
+    fn new(server: SocketAddr, pool: Weak<Mutex<Sockets>>) -> io::Result<Self> {
         let inner = Arc::new(Inner {
             socket: connected(server)?,
             state: Mutex::new(State {
                 uses: 0,
                 closed: false,
+                failed: false,
                 send_due: false,
                 queries: Vec::with_capacity(POOLED_USES.into()),
             }),
         });
         let reader = tokio::spawn(read_replies(inner.clone())).abort_handle();
-        Ok(Self { inner, reader })
+        Ok(Self {
+            inner,
+            reader,
+            server,
+            pool,
+        })
+    }
+
+    /// Gives this socket, used up and with no query left, a new random port and back to the
+    /// pool: to take the next queries if no socket does, else as a spare (unless there are
+    /// [`POOLED_SPARES`] already; then it is closed). Datagrams that came to its old port (late
+    /// replies, forgeries) are dropped with it, as a closed socket drops them. Called once, by the
+    /// drop of its last query.
+    fn renew(self: &Arc<Self>) {
+        let Some(pool) = self.pool.upgrade() else {
+            return; // the pool is gone
+        };
+        let socket = &self.inner.socket;
+        let renewed = mmsg::disconnect(socket.as_fd())
+            .and_then(|()| drain(socket))
+            .and_then(|()| socket2::SockRef::from(socket).connect(&self.server.into()));
+        if let Err(error) = renewed {
+            tracing::debug!(%error, server = %self.server, "upstream socket not given a new port; closed");
+            return;
+        }
+        {
+            let mut state = lock(&self.inner.state);
+            if state.failed {
+                return; // its reader saw an error meanwhile
+            }
+            state.uses = 0;
+            state.closed = false;
+            state.send_due = false;
+        }
+        let mut sockets = lock(&pool);
+        let Sockets { open, spare } = &mut *sockets;
+        match open.get(&self.server) {
+            Some(taking) if !lock(&taking.inner.state).closed => {
+                let spares = spare.entry(self.server).or_default();
+                if spares.len() < POOLED_SPARES {
+                    spares.push(self.clone());
+                }
+            }
+            _ => {
+                open.insert(self.server, self.clone());
+            }
+        }
     }
 }
 
@@ -456,12 +562,17 @@ impl Drop for Waiting {
         if let Some(at) = state.queries.iter().position(|q| q.token == self.token) {
             state.queries.swap_remove(at);
         }
+        let mut wakes = Wakes::default();
         if self.sender {
             // Gone before it sent the others: they go now.
-            let mut wakes = Wakes::default();
             state.send(&inner.socket, &mut wakes);
-            drop(state);
-            wakes.wake();
+        }
+        // The last query of a socket used up: no other can come to it.
+        let used_up = state.queries.is_empty() && state.uses >= POOLED_USES && !state.failed;
+        drop(state);
+        wakes.wake();
+        if used_up {
+            self.channel.renew();
         }
     }
 }
@@ -503,6 +614,7 @@ impl State {
     /// Every query still waiting ends with `code`, and the socket takes no more.
     fn fail(&mut self, code: i32, wakes: &mut Wakes) {
         self.closed = true;
+        self.failed = true;
         for query in self.queries.iter_mut().filter(|q| q.outcome.is_none()) {
             query.outcome = Some(Err(code));
             wakes.add(query.waker.take());
@@ -748,6 +860,160 @@ mod tests {
             ports.values().all(|&q| q <= usize::from(POOLED_USES)),
             "{ports:?}"
         );
+    }
+
+    /// Asks `n` questions of `addr` at once through `pool` and answers each from `server`: the
+    /// local port each came from.
+    async fn burst(
+        pool: &SocketPool,
+        server: &tokio::net::UdpSocket,
+        n: u16,
+    ) -> std::collections::HashMap<u16, usize> {
+        let addr = server.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let asks = (0..n).map(|i| {
+            let (query, question) = query_for(&format!("n{i}"), i);
+            async move { pool.udp(addr, query, i, &question, deadline).await }
+        });
+        let answer = async {
+            let mut ports = std::collections::HashMap::<u16, usize>::new();
+            let mut buf = [0u8; 512];
+            for _ in 0..n {
+                let (len, from) = server.recv_from(&mut buf).await.unwrap();
+                *ports.entry(from.port()).or_default() += 1;
+                server
+                    .send_to(&reply_to(&buf[..len], 0), from)
+                    .await
+                    .unwrap();
+            }
+            ports
+        };
+        let (replies, ports) = tokio::join!(futures_util::future::join_all(asks), answer);
+        assert!(replies.iter().all(Result::is_ok), "{replies:?}");
+        ports
+    }
+
+    /// The sockets `pool` keeps for `server`: the one taking its queries, then the spares.
+    fn kept(pool: &SocketPool, server: SocketAddr) -> Vec<Arc<Channel>> {
+        let sockets = lock(&pool.sockets);
+        let open = sockets.open.get(&server).into_iter();
+        open.chain(sockets.spare.get(&server).into_iter().flatten())
+            .cloned()
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_used_up_socket_takes_the_next_queries_on_a_new_port() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let pool = SocketPool::default();
+        let mut first: Option<Arc<Channel>> = None;
+        let mut ports = Vec::new();
+        for _ in 0..2 * POOLED_USES {
+            let used = burst(&pool, &server, 1).await;
+            ports.extend(used.into_keys());
+            let sockets = kept(&pool, addr);
+            assert_eq!(sockets.len(), 1, "one socket, taking the next query");
+            let first = first.get_or_insert_with(|| sockets[0].clone());
+            assert!(Arc::ptr_eq(first, &sockets[0]), "the same socket");
+        }
+        let (before, after) = ports.split_at(POOLED_USES.into());
+        assert!(before.iter().all(|&p| p == before[0]), "{ports:?}");
+        assert!(after.iter().all(|&p| p == after[0]), "{ports:?}");
+        // (The kernel picks the new port at random: the old one again, once in 28,000 runs.)
+        assert_ne!(
+            before[0], after[0],
+            "a new port after {POOLED_USES} queries"
+        );
+        assert_eq!(pool.idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_sockets_of_a_burst_take_the_next_burst_each_on_a_new_port() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let pool = SocketPool::default();
+        let n = 3 * u16::from(POOLED_USES) + 1;
+        let first = burst(&pool, &server, n).await;
+        assert_eq!(first.len(), 4, "{first:?}");
+        // The three used up are spares, the fourth takes the next queries.
+        let sockets = kept(&pool, addr);
+        assert_eq!(sockets.len(), 4);
+        assert_eq!(pool.idle(), 4);
+        let second = burst(&pool, &server, n).await;
+        // The fourth's seven queries left, then the spares: no socket made.
+        assert!(
+            kept(&pool, addr)
+                .iter()
+                .all(|c| sockets.iter().any(|k| Arc::ptr_eq(c, k))),
+            "no new socket"
+        );
+        assert!(
+            second.values().all(|&q| q <= usize::from(POOLED_USES)),
+            "{second:?}"
+        );
+        // Every port of the second burst but the fourth socket's is new.
+        let reused: Vec<_> = second.keys().filter(|p| first.contains_key(p)).collect();
+        assert!(reused.len() <= 1, "{first:?} {second:?}");
+    }
+
+    #[tokio::test]
+    async fn a_used_up_socket_one_of_whose_queries_timed_out_is_closed_not_renewed() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let pool = SocketPool::default();
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let n = u16::from(POOLED_USES);
+        let asks = (0..n).map(|i| {
+            let (query, question) = query_for(&format!("n{i}"), i);
+            let pool = &pool;
+            async move { pool.udp(addr, query, i, &question, deadline).await }
+        });
+        // All but the last answered.
+        let answer = async {
+            let mut buf = [0u8; 512];
+            for i in 0..n {
+                let (len, from) = server.recv_from(&mut buf).await.unwrap();
+                if i + 1 < n {
+                    let reply = reply_to(&buf[..len], 0);
+                    server.send_to(&reply, from).await.unwrap();
+                }
+            }
+        };
+        let (replies, ()) = tokio::join!(futures_util::future::join_all(asks), answer);
+        let timed_out = replies
+            .iter()
+            .filter(|r| matches!(r, Err(UpstreamError::Timeout)))
+            .count();
+        assert_eq!(timed_out, 1, "{replies:?}");
+        assert!(kept(&pool, addr).is_empty());
+        assert_eq!(pool.idle(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_renewed_socket_drops_what_came_to_its_old_port() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let client = connected(addr).unwrap();
+        let old = client.local_addr().unwrap();
+        for stale in 0..3u8 {
+            server.send_to(&[stale], old).await.unwrap();
+        }
+        let wait = Duration::from_secs(10);
+        tokio::time::timeout(wait, client.readable())
+            .await
+            .unwrap()
+            .unwrap();
+        mmsg::disconnect(client.as_fd()).unwrap();
+        drain(&client).unwrap();
+        socket2::SockRef::from(&client)
+            .connect(&addr.into())
+            .unwrap();
+        let new = client.local_addr().unwrap();
+        server.send_to(b"new", new).await.unwrap();
+        let mut buf = [0u8; 16];
+        let len = tokio::time::timeout(wait, client.recv(&mut buf)).await;
+        assert_eq!(&buf[..len.unwrap().unwrap()], b"new");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Datagrams of one connected upstream socket sent and read in batches: one `sendmmsg(2)` for
 //! the queries a pooled socket was given in one round of the runtime, one `recvmmsg(2)` for the
-//! replies queued on it. With `server/udp/mmsg.rs`, the daemon's only `unsafe` code.
+//! replies queued on it; and the disconnect that frees a used-up socket's port. With
+//! `server/udp/mmsg.rs`, the daemon's only `unsafe` code.
 
 use std::io;
 use std::mem;
@@ -44,6 +45,30 @@ pub(super) fn send_connected(fd: BorrowedFd<'_>, datagrams: &[&[u8]]) -> io::Res
         Err(io::Error::last_os_error())
     } else {
         Ok(sent as usize)
+    }
+}
+
+/// Dissolves the connected UDP socket `fd`'s association (`connect(2)` to an `AF_UNSPEC`
+/// address): the kernel unbinds the port it chose for the socket when it was connected (a port
+/// no `bind` asked for), so that the next connect binds a new random one.
+#[allow(unsafe_code)]
+pub(super) fn disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: a zeroed `sockaddr` is a valid value (family AF_UNSPEC, which is 0), and the call
+    // only reads it, for the length given.
+    let unspec: libc::sockaddr = unsafe { mem::zeroed() };
+    debug_assert_eq!(unspec.sa_family, libc::AF_UNSPEC as libc::sa_family_t);
+    // SAFETY: `unspec` lives for the call, and its size is the length passed.
+    let done = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            &unspec,
+            mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    };
+    if done < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
     }
 }
 
