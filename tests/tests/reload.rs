@@ -58,7 +58,14 @@ async fn the_cache_survives_a_reload_except_where_the_route_changed() {
             "clinic.example",
             new.addr,
         );
+        let pool = || daemon.daemon.handler().shared().sockets.servers();
+        assert!(pool().contains(&old.addr), "{:?}", pool());
         daemon.daemon.apply(&second).await;
+        assert!(
+            !pool().contains(&old.addr),
+            "no socket kept to a server no longer configured: {:?}",
+            pool()
+        );
         assert_eq!(ask("www.example.com").await, ["internet"]);
         assert_eq!(
             internet.total(),

@@ -254,6 +254,15 @@ struct Sockets {
     open: HashMap<SocketAddr, Arc<Channel>>,
     /// Sockets used up, whose queries have all ended, on new ports: the next to take queries.
     spare: HashMap<SocketAddr, Vec<Arc<Channel>>>,
+    /// The servers of the configuration in force, once one has been given: a used-up socket of
+    /// another is closed, not kept.
+    servers: Option<Vec<SocketAddr>>,
+}
+
+impl Sockets {
+    fn keeps(&self, server: SocketAddr) -> bool {
+        self.servers.as_ref().is_none_or(|s| s.contains(&server))
+    }
 }
 
 /// One pooled socket and the task that reads it, which ends when the socket is dropped.
@@ -371,7 +380,7 @@ impl SocketPool {
         question_len: usize,
     ) -> io::Result<Waiting> {
         let mut sockets = lock(&self.sockets);
-        let Sockets { open, spare } = &mut *sockets;
+        let Sockets { open, spare, .. } = &mut *sockets;
         let channel = match open.get(&server) {
             Some(channel) if !lock(&channel.inner.state).closed => channel.clone(),
             _ => {
@@ -436,6 +445,24 @@ impl SocketPool {
         state.failed = true;
     }
 
+    /// Keeps sockets to `servers` only (a reload put them in force): the others' idle ones are
+    /// closed now, those under way when their last query ends.
+    pub fn retain(&self, servers: &[SocketAddr]) {
+        let mut sockets = lock(&self.sockets);
+        sockets.open.retain(|server, _| servers.contains(server));
+        sockets.spare.retain(|server, _| servers.contains(server));
+        sockets.servers = Some(servers.to_vec());
+    }
+
+    /// The servers the pool keeps a socket to.
+    pub fn servers(&self) -> Vec<SocketAddr> {
+        let sockets = lock(&self.sockets);
+        let mut servers: Vec<_> = sockets.open.keys().chain(sockets.spare.keys()).collect();
+        servers.sort();
+        servers.dedup();
+        servers.into_iter().copied().collect()
+    }
+
     /// Sockets in the pool with no query under way.
     pub fn idle(&self) -> usize {
         let sockets = lock(&self.sockets);
@@ -496,7 +523,10 @@ impl Channel {
             state.send_due = false;
         }
         let mut sockets = lock(&pool);
-        let Sockets { open, spare } = &mut *sockets;
+        if !sockets.keeps(self.server) {
+            return; // no longer configured
+        }
+        let Sockets { open, spare, .. } = &mut *sockets;
         match open.get(&self.server) {
             Some(taking) if !lock(&taking.inner.state).closed => {
                 let spares = spare.entry(self.server).or_default();
@@ -988,6 +1018,45 @@ mod tests {
         assert_eq!(timed_out, 1, "{replies:?}");
         assert!(kept(&pool, addr).is_empty());
         assert_eq!(pool.idle(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_server_no_longer_configured_keeps_no_socket() {
+        let (gone, stays) = (
+            tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+        );
+        let (gone_addr, stays_addr) = (gone.local_addr().unwrap(), stays.local_addr().unwrap());
+        let pool = SocketPool::default();
+        let n = 2 * u16::from(POOLED_USES) + 1;
+        burst(&pool, &gone, n).await;
+        burst(&pool, &stays, n).await;
+        assert_eq!(kept(&pool, gone_addr).len(), 3);
+        // A socket under way when the reload comes: POOLED_USES queries, answered after it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let asks = (0..u16::from(POOLED_USES)).map(|i| {
+            let (query, question) = query_for(&format!("u{i}"), i);
+            let pool = &pool;
+            async move { pool.udp(gone_addr, query, i, &question, deadline).await }
+        });
+        let under_way = futures_util::future::join_all(asks);
+        let answer = async {
+            let mut buf = [0u8; 512];
+            let mut asked = Vec::new();
+            for _ in 0..POOLED_USES {
+                let (len, from) = gone.recv_from(&mut buf).await.unwrap();
+                asked.push((reply_to(&buf[..len], 0), from));
+            }
+            pool.retain(&[stays_addr]);
+            assert!(kept(&pool, gone_addr).is_empty(), "the idle ones closed");
+            for (reply, from) in asked {
+                gone.send_to(&reply, from).await.unwrap();
+            }
+        };
+        let (replies, ()) = tokio::join!(under_way, answer);
+        assert!(replies.iter().all(Result::is_ok), "{replies:?}");
+        assert!(kept(&pool, gone_addr).is_empty(), "nor the one under way");
+        assert_eq!(kept(&pool, stays_addr).len(), 3);
     }
 
     #[tokio::test]

@@ -138,6 +138,8 @@ impl Daemon {
             .collect();
         self.handler.replace(runtime);
         self.registry.retain(&kept);
+        let addrs: Vec<_> = kept.iter().map(|server| server.addr).collect();
+        self.handler.shared().sockets.retain(&addrs);
         self.spawn_probes(resolved);
     }
 
