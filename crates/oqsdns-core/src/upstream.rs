@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{timeout_at, Instant};
 
+use crate::hashing::Keyed;
 use crate::wire::{self, ReplyInfo, Request, MAX_MESSAGE};
 
 mod mmsg;
@@ -248,12 +249,14 @@ pub struct SocketPool {
     sockets: Arc<Mutex<Sockets>>,
 }
 
+/// Its tables are looked up per query, by the configured servers' addresses (no client chooses
+/// them): foldhash, unkeyed, as for the tables of [`crate::hashing`].
 #[derive(Debug, Default)]
 struct Sockets {
     /// The socket taking each server's next queries.
-    open: HashMap<SocketAddr, Arc<Channel>>,
+    open: HashMap<SocketAddr, Arc<Channel>, Keyed>,
     /// Sockets used up, whose queries have all ended, on new ports: the next to take queries.
-    spare: HashMap<SocketAddr, Vec<Arc<Channel>>>,
+    spare: HashMap<SocketAddr, Vec<Arc<Channel>>, Keyed>,
     /// The servers of the configuration in force, once one has been given: a used-up socket of
     /// another is closed, not kept.
     servers: Option<Vec<SocketAddr>>,
