@@ -864,30 +864,8 @@ mod tests {
     #[tokio::test]
     async fn a_socket_carries_at_most_pooled_uses_queries() {
         let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = server.local_addr().unwrap();
         let pool = SocketPool::default();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let n = 3 * usize::from(POOLED_USES) + 1;
-        let asks = (0..n).map(|i| {
-            let (query, question) = query_for(&format!("n{i}"), i as u16);
-            let pool = &pool;
-            async move { pool.udp(addr, query, i as u16, &question, deadline).await }
-        });
-        let answer = async {
-            let mut ports = std::collections::HashMap::<u16, usize>::new();
-            let mut buf = [0u8; 512];
-            for _ in 0..n {
-                let (len, from) = server.recv_from(&mut buf).await.unwrap();
-                *ports.entry(from.port()).or_default() += 1;
-                server
-                    .send_to(&reply_to(&buf[..len], 0), from)
-                    .await
-                    .unwrap();
-            }
-            ports
-        };
-        let (replies, ports) = tokio::join!(futures_util::future::join_all(asks), answer);
-        assert!(replies.iter().all(Result::is_ok));
+        let ports = burst(&pool, &server, 3 * u16::from(POOLED_USES) + 1).await;
         assert_eq!(ports.len(), 4, "{ports:?}");
         assert!(
             ports.values().all(|&q| q <= usize::from(POOLED_USES)),
@@ -895,8 +873,8 @@ mod tests {
         );
     }
 
-    /// Asks `n` questions of `addr` at once through `pool` and answers each from `server`: the
-    /// local port each came from.
+    /// Asks `n` questions at once through `pool` and answers each from `server`: how many came
+    /// from each local port.
     async fn burst(
         pool: &SocketPool,
         server: &tokio::net::UdpSocket,
